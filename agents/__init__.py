@@ -1,0 +1,1 @@
+"""agents package of p2p_gym."""

@@ -1,0 +1,1 @@
+"""eval package of p2p_gym."""

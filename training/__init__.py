@@ -1,0 +1,1 @@
+"""training package of p2p_gym."""
