@@ -1,0 +1,202 @@
+"""The :class:`Scenario` data type and its validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from p2p_gym.errors import ScenarioError
+
+#: Per-agent array fields (shape ``(N,)``) that must be finite and non-negative.
+_NONNEG_AGENT_FIELDS = ("battery_kwh", "battery_kw", "pv_kwp", "gen_max_kw", "gen_cost_a")
+#: Time-by-agent fields (shape ``(T, N)``) that must be finite and non-negative.
+_NONNEG_SERIES_FIELDS = ("load_kw", "pv_kw")
+#: Time fields (shape ``(T,)``) that must be finite and non-negative.
+_PRICE_FIELDS = ("retail_price", "feed_in_price")
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """One P2P community: who trades, where they sit on the grid, what they consume and produce, at what tariff.
+
+    All arrays are read-only. ``N`` is the number of agents, ``T`` the number of time steps (a full year of
+    15-minute steps for the SimBench scenarios: 35,136 steps of 2016, a leap year). Sign convention of the whole
+    package: positive power is injected into the grid (the agent sells), negative power is consumed.
+    """
+
+    name: str
+    """Scenario name as passed to :func:`~p2p_gym.scenarios.load_scenario`."""
+    agent_ids: tuple[str, ...]
+    """Identifier of each agent, ``N`` entries (used as the PettingZoo agent names)."""
+    bus: np.ndarray
+    """int[N]: pandapower bus index (``net.bus.index``) at which each agent is connected."""
+    load_kw: np.ndarray
+    """float[T, N], kW ≥ 0: mean active household/commercial load of each agent during each step."""
+    pv_kw: np.ndarray
+    """float[T, N], kW ≥ 0: mean photovoltaic generation of each agent during each step (0 at night)."""
+    pv_kwp: np.ndarray
+    """float[N], kWp ≥ 0: installed PV peak power of each agent (0 = no PV)."""
+    battery_kwh: np.ndarray
+    """float[N], kWh ≥ 0: usable battery energy capacity of each agent (0 = no battery)."""
+    battery_kw: np.ndarray
+    """float[N], kW ≥ 0: battery charge/discharge power limit of each agent."""
+    retail_price: np.ndarray
+    """float[T], currency/kWh: price at which any agent can buy from the grid supplier (outside option)."""
+    feed_in_price: np.ndarray
+    """float[T], currency/kWh: price at which any agent can sell to the grid supplier (≤ retail price)."""
+    step_minutes: int
+    """Length of one time step in minutes (energy per step in kWh = kW · step_minutes / 60)."""
+    net: Any = field(repr=False)
+    """The pandapower network. Each agent is one ``sgen`` named after its agent id at its bus, with ``p_mw``
+    its net injection (0 in this pristine copy); other loads and generators of the source grid are removed."""
+    gen_max_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], kW ≥ 0: dispatchable generation capacity (conventional units of ``ieee39``; 0 for households)."""
+    gen_cost_a: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], currency/kWh² per step ≥ 0: quadratic coefficient of the dispatchable generation cost."""
+    gen_cost_b: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], currency/kWh: linear coefficient (marginal cost of the first kWh) of dispatchable generation."""
+    battery_efficiency: float = 0.95
+    """One-way charge and discharge efficiency of the batteries (round trip = its square)."""
+    start_time: str = "2016-01-01 00:00"
+    """Time stamp of step 0 (ISO format)."""
+    currency: str = "EUR"
+    """Currency of all prices."""
+    description: str = ""
+    """Human-readable description, with the data sources."""
+
+    def __post_init__(self) -> None:
+        n = len(self.agent_ids)
+        object.__setattr__(self, "agent_ids", tuple(str(a) for a in self.agent_ids))
+        if n == 0:
+            raise ScenarioError("agent_ids: a scenario needs at least one agent, got 0")
+        if len(set(self.agent_ids)) != n:
+            raise ScenarioError(f"agent_ids: identifiers must be unique, got {self.agent_ids}")
+        for name in ("gen_max_kw", "gen_cost_a", "gen_cost_b"):
+            if np.asarray(getattr(self, name)).size == 0:
+                object.__setattr__(self, name, np.zeros(n))
+        if not isinstance(self.step_minutes, (int, np.integer)) or not 1 <= int(self.step_minutes) <= 1440:
+            raise ScenarioError(f"step_minutes: must be an integer in [1, 1440], got {self.step_minutes!r}")
+        eff = self.battery_efficiency
+        if not isinstance(eff, (float, int)) or not np.isfinite(eff) or not 0.0 < eff <= 1.0:
+            raise ScenarioError(f"battery_efficiency: must be a number in (0, 1], got {eff!r}")
+        bus = _as_array("bus", self.bus, (n,), dtype=np.int64)
+        object.__setattr__(self, "bus", bus)
+        load = _as_array("load_kw", self.load_kw, (None, n))
+        t = load.shape[0]
+        if t == 0:
+            raise ScenarioError("load_kw: needs at least one time step, got shape (0, N)")
+        for name in _NONNEG_SERIES_FIELDS:
+            object.__setattr__(self, name, _nonneg(name, _as_array(name, getattr(self, name), (t, n))))
+        for name in _NONNEG_AGENT_FIELDS:
+            object.__setattr__(self, name, _nonneg(name, _as_array(name, getattr(self, name), (n,))))
+        object.__setattr__(self, "gen_cost_b", _as_array("gen_cost_b", self.gen_cost_b, (n,)))
+        for name in _PRICE_FIELDS:
+            value = getattr(self, name)
+            arr = np.full(t, float(value)) if np.ndim(value) == 0 else value
+            object.__setattr__(self, name, _nonneg(name, _as_array(name, arr, (t,))))
+        if np.any(self.feed_in_price > self.retail_price):
+            i = int(np.argmax(self.feed_in_price > self.retail_price))
+            raise ScenarioError(
+                f"feed_in_price: must not exceed retail_price at any step; at step {i} feed-in "
+                f"{self.feed_in_price[i]} > retail {self.retail_price[i]}"
+            )
+        if self.net is not None:
+            buses = set(np.asarray(self.net.bus.index))
+            missing = sorted(set(bus.tolist()) - buses)
+            if missing:
+                raise ScenarioError(f"bus: indices {missing[:5]} are not buses of the network")
+        for name in (*_NONNEG_SERIES_FIELDS, *_NONNEG_AGENT_FIELDS, *_PRICE_FIELDS, "bus", "gen_cost_b"):
+            getattr(self, name).flags.writeable = False
+
+    # ----------------------------------------------------------------------------------------------- derived
+    @property
+    def n_agents(self) -> int:
+        """Number of agents ``N``."""
+        return len(self.agent_ids)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of time steps ``T``."""
+        return int(self.load_kw.shape[0])
+
+    @property
+    def dt_hours(self) -> float:
+        """Step length in hours."""
+        return self.step_minutes / 60.0
+
+    @property
+    def steps_per_day(self) -> int:
+        """Number of steps in one day."""
+        return 1440 // self.step_minutes
+
+    @property
+    def n_days(self) -> int:
+        """Number of whole days covered."""
+        return self.n_steps // self.steps_per_day
+
+    @property
+    def net_kw(self) -> np.ndarray:
+        """float[T, N], kW: PV generation minus load (positive = surplus), before batteries and trading."""
+        return self.pv_kw - self.load_kw
+
+    def hour_of_day(self, t: int | np.ndarray) -> np.ndarray:
+        """Hour of day (float, 0 ≤ h < 24) at the start of step(s) ``t``."""
+        minutes = (np.asarray(t) * self.step_minutes) % 1440
+        return minutes / 60.0
+
+    def summary(self) -> dict[str, Any]:
+        """Headline figures of the scenario (energies in kWh over the whole horizon)."""
+        dt = self.dt_hours
+        load = float(self.load_kw.sum() * dt)
+        pv = float(self.pv_kw.sum() * dt)
+        return {
+            "name": self.name,
+            "agents": self.n_agents,
+            "buses": len(self.net.bus) if self.net is not None else 0,
+            "lines": len(self.net.line) if self.net is not None else 0,
+            "steps": self.n_steps,
+            "step_minutes": self.step_minutes,
+            "days": self.n_days,
+            "load_kwh": load,
+            "pv_kwh": pv,
+            "pv_agents": int(np.count_nonzero(self.pv_kwp)),
+            "battery_agents": int(np.count_nonzero(self.battery_kwh)),
+            "pv_kwp_total": float(self.pv_kwp.sum()),
+            "battery_kwh_total": float(self.battery_kwh.sum()),
+            "retail_price_mean": float(self.retail_price.mean()),
+            "feed_in_price_mean": float(self.feed_in_price.mean()),
+            "currency": self.currency,
+        }
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with some fields replaced (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _as_array(name: str, value: Any, shape: tuple[int | None, ...], dtype: type = np.float64) -> np.ndarray:
+    """Convert ``value`` to a fresh array of ``shape`` (``None`` = any length), finite, or raise ScenarioError."""
+    try:
+        arr = np.array(value, dtype=dtype, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"{name}: expected a numeric array of shape {_fmt(shape)}, got {value!r:.80}") from exc
+    if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+        raise ScenarioError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ScenarioError(f"{name}: contains NaN or infinite values; all entries must be finite")
+    if dtype is np.int64 and isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        if not np.array_equal(value, arr):
+            raise ScenarioError(f"{name}: expected integers, got non-integral values")
+    return arr
+
+
+def _nonneg(name: str, arr: np.ndarray) -> np.ndarray:
+    if np.any(arr < 0):
+        raise ScenarioError(f"{name}: must be ≥ 0, got minimum {arr.min():.6g}")
+    return arr
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("T" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -1,0 +1,350 @@
+"""Built-in scenarios: ``default``, ``default_high_pv``, ``tiny``, ``cigre_lv`` and ``ieee39``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from p2p_gym.errors import ScenarioError
+from p2p_gym.scenarios import data
+from p2p_gym.scenarios.base import Scenario
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _check_fraction(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ScenarioError(f"{name}: must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_nonneg(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise ScenarioError(f"{name}: must be a finite number ≥ 0, got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= int(value) <= hi:
+        raise ScenarioError(f"{name}: must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _agent_net(base_net: Any, buses: np.ndarray, agent_ids: tuple[str, ...], keep_gens: bool = False) -> Any:
+    """Strip loads/generators from ``base_net`` and add one sgen per agent (p_mw = 0) at its bus.
+
+    With ``keep_gens`` the voltage-controlling ``gen`` elements stay (with ``p_mw = 0``) so that transmission
+    cases keep their PV buses; the agents' active power still enters through their sgens.
+    """
+    import pandapower as pp
+
+    net = base_net
+    for table in ("load", "sgen", "storage", "gen"):
+        if table in net and len(net[table]):
+            if table == "gen" and keep_gens:
+                net.gen["p_mw"] = 0.0
+                continue
+            net[table] = net[table].iloc[0:0]
+    for table in ("profiles", "loadcases"):
+        if table in net:
+            net[table] = net[table].iloc[0:0] if hasattr(net[table], "iloc") else {}
+    for aid, bus in zip(agent_ids, buses):
+        pp.create_sgen(net, bus=int(bus), p_mw=0.0, q_mvar=0.0, name=aid, type="prosumer")
+    return net
+
+
+def _pv_and_battery(
+    rng: np.random.Generator,
+    annual_mwh: np.ndarray,
+    n_steps: int,
+    pv_penetration: float,
+    pv_kwp_per_mwh: float,
+    battery_share: float,
+    battery_kwh_per_kwp: float,
+    battery_c_rate: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Choose PV owners, their size and SimBench PV profile, and battery owners among them."""
+    n = len(annual_mwh)
+    n_pv = round(pv_penetration * n)
+    owners = np.sort(rng.choice(n, size=n_pv, replace=False)) if n_pv else np.zeros(0, dtype=int)
+    pv_kwp = np.zeros(n)
+    pv_kwp[owners] = np.round(pv_kwp_per_mwh * annual_mwh[owners], 1)
+    names = data.pv_profile_names()
+    pv_kw = np.zeros((n_steps, n))
+    for i in owners:
+        pv_kw[:, i] = pv_kwp[i] * data.pv_profile(names[int(rng.integers(len(names)))])[:n_steps]
+    n_bat = round(battery_share * n_pv)
+    bat_owners = rng.choice(owners, size=n_bat, replace=False) if n_bat else np.zeros(0, dtype=int)
+    battery_kwh = np.zeros(n)
+    battery_kwh[bat_owners] = np.round(battery_kwh_per_kwp * pv_kwp[bat_owners], 1)
+    battery_kw = battery_c_rate * battery_kwh
+    return pv_kw, pv_kwp, battery_kwh, battery_kw
+
+
+def _tou_prices(n_steps: int, step_minutes: int) -> tuple[np.ndarray, np.ndarray]:
+    hours = (np.arange(n_steps) * step_minutes % 1440) / 60.0
+    return data.tou_retail_price(hours), np.full(n_steps, data.FEED_IN_PRICE)
+
+
+# --------------------------------------------------------------------------------------------- default
+def build_default(
+    n_agents: int = 20,
+    pv_penetration: float = 0.6,
+    pv_kwp_per_mwh: float = 1.5,
+    battery_share: float = 0.5,
+    battery_kwh_per_kwp: float = 1.0,
+    battery_c_rate: float = 0.5,
+    seed: int = 0,
+    name: str = "default",
+) -> Scenario:
+    """SimBench ``1-LV-semiurb4--0-sw`` (semi-urban LV feeder, 0.4 kV, 400 kVA transformer) with households.
+
+    Args:
+        n_agents: number of household prosumers (12 to 32: the feeder has 32 household loads); they are taken
+            evenly spread over the feeder's household loads in bus order.
+        pv_penetration: share of agents owning PV, chosen at random with ``seed``.
+        pv_kwp_per_mwh: PV size in kWp per MWh of the owner's annual consumption (1.5 ≈ 4.5 kWp for 3 MWh/a).
+        battery_share: share of PV owners with a home battery.
+        battery_kwh_per_kwp: battery size in kWh per kWp of PV.
+        battery_c_rate: battery power limit in kW per kWh of capacity.
+        seed: seed of the PV/battery allocation and PV profile choice.
+        name: the scenario name.
+    """
+    pv_penetration = _check_fraction("pv_penetration", pv_penetration)
+    battery_share = _check_fraction("battery_share", battery_share)
+    pv_kwp_per_mwh = _check_nonneg("pv_kwp_per_mwh", pv_kwp_per_mwh)
+    battery_kwh_per_kwp = _check_nonneg("battery_kwh_per_kwp", battery_kwh_per_kwp)
+    battery_c_rate = _check_nonneg("battery_c_rate", battery_c_rate)
+    seed = _check_int("seed", seed, 0, 2**32 - 1)
+    base = data.simbench_net()
+    households = base.load[base.load.profile.str.startswith("H0")].sort_values(["bus", "name"])
+    n_agents = _check_int("n_agents", n_agents, 1, len(households))
+    pick = households.iloc[np.round(np.linspace(0, len(households) - 1, n_agents)).astype(int)]
+    load_kw = np.stack(
+        [row.p_mw * 1000.0 * data.load_profile(row.profile) for row in pick.itertuples()], axis=1
+    )
+    n_steps = load_kw.shape[0]
+    step = data.profile_step_minutes()
+    annual_mwh = load_kw.sum(axis=0) * step / 60.0 / 1000.0 * (35040 / n_steps)
+    rng = np.random.default_rng(seed)
+    pv_kw, pv_kwp, battery_kwh, battery_kw = _pv_and_battery(
+        rng, annual_mwh, n_steps, pv_penetration, pv_kwp_per_mwh, battery_share, battery_kwh_per_kwp, battery_c_rate
+    )
+    agent_ids = tuple(f"prosumer_{i}" for i in range(n_agents))
+    bus = pick.bus.to_numpy()
+    retail, feed_in = _tou_prices(n_steps, step)
+    return Scenario(
+        name=name,
+        agent_ids=agent_ids,
+        bus=bus,
+        load_kw=load_kw,
+        pv_kw=pv_kw,
+        pv_kwp=pv_kwp,
+        battery_kwh=battery_kwh,
+        battery_kw=battery_kw,
+        retail_price=retail,
+        feed_in_price=feed_in,
+        step_minutes=step,
+        net=_agent_net(base, bus, agent_ids),
+        start_time="2016-01-01 00:00",
+        description=(
+            f"SimBench {data.SIMBENCH_CODE}: {n_agents} households with SimBench H0 load profiles, "
+            f"{int(np.count_nonzero(pv_kwp))} with PV (SimBench PV1-PV8 profiles), "
+            f"{int(np.count_nonzero(battery_kwh))} with batteries; 2016, 15-minute steps; ToU tariff. "
+            "Data: SimBench (simbench.de), ODbL v1.0."
+        ),
+    )
+
+
+def build_default_high_pv(**overrides: Any) -> Scenario:
+    """``default`` with all 32 households owning a large PV system (5 kWp per MWh of annual consumption, about
+    15 kWp each, 473 kWp in all on a 400 kVA transformer).
+
+    Under unrestricted trading, sunny middays lift feeder-end voltages above 1.05 p.u. (the slack is at
+    1.025 p.u.) and load cables above 100 %: in 2016 about 360 hours see voltage violations and 140 hours line
+    overloads (AC check of PV − load). The grid check matters here.
+    """
+    kw: dict[str, Any] = {"n_agents": 32, "pv_penetration": 1.0, "pv_kwp_per_mwh": 5.0, "battery_share": 0.0}
+    kw.update(overrides)
+    kw.setdefault("name", "default_high_pv")
+    return build_default(**kw)
+
+
+# --------------------------------------------------------------------------------------------- tiny
+def build_tiny(days: int = 7, pv_kwp: float = 5.0, name: str = "tiny") -> Scenario:
+    """Four prosumers on a synthetic 4-bus cable feeder; closed-form, repeating daily profiles.
+
+    * PV on agents 0 and 1: ``pv_kwp · max(0, sin(π (h − 6) / 12))`` (sunrise 6 h, sunset 18 h);
+    * load of agent i: ``0.3 + 0.1 i`` kW base plus a 1.5 kW evening bump (18–21 h) and 0.5 kW morning bump
+      (7–8 h);
+    * agent 1 has a 5 kWh / 2.5 kW battery; flat retail 0.30, feed-in 0.08 currency/kWh, 15-minute steps.
+    """
+    import pandapower as pp
+
+    days = _check_int("days", days, 1, 366)
+    pv_kwp = _check_nonneg("pv_kwp", pv_kwp)
+    step = 15
+    n_steps = days * 96
+    hours = (np.arange(n_steps) * step % 1440) / 60.0 + step / 120.0  # mid-step hour
+    sun = np.clip(np.sin(np.pi * (hours - 6.0) / 12.0), 0.0, None)
+    sun[(hours < 6.0) | (hours > 18.0)] = 0.0
+    base = 0.3 + 0.1 * np.arange(4)
+    bump = 1.5 * ((hours >= 18.0) & (hours < 21.0)) + 0.5 * ((hours >= 7.0) & (hours < 8.0))
+    load_kw = base[None, :] + bump[:, None]
+    kwp = np.array([pv_kwp, pv_kwp, 0.0, 0.0])
+    pv_kw = sun[:, None] * kwp[None, :]
+
+    net = pp.create_empty_network(name="tiny feeder")
+    mv = pp.create_bus(net, vn_kv=20.0, name="MV")
+    lv0 = pp.create_bus(net, vn_kv=0.4, name="LV0")
+    pp.create_ext_grid(net, mv, vm_pu=1.0)
+    pp.create_transformer(net, mv, lv0, std_type="0.25 MVA 20/0.4 kV")
+    prev = lv0
+    buses = []
+    for i in range(4):
+        b = pp.create_bus(net, vn_kv=0.4, name=f"LV{i + 1}")
+        pp.create_line(net, prev, b, length_km=0.1, std_type="NAYY 4x50 SE")
+        buses.append(b)
+        prev = b
+    agent_ids = tuple(f"prosumer_{i}" for i in range(4))
+    bus = np.array(buses)
+    return Scenario(
+        name=name,
+        agent_ids=agent_ids,
+        bus=bus,
+        load_kw=load_kw,
+        pv_kw=pv_kw,
+        pv_kwp=kwp,
+        battery_kwh=np.array([0.0, 5.0, 0.0, 0.0]),
+        battery_kw=np.array([0.0, 2.5, 0.0, 0.0]),
+        retail_price=np.full(n_steps, 0.30),
+        feed_in_price=np.full(n_steps, 0.08),
+        step_minutes=step,
+        net=_agent_net(net, bus, agent_ids),
+        description="Synthetic 4-prosumer feeder with closed-form daily profiles (for tests and examples).",
+    )
+
+
+# --------------------------------------------------------------------------------------------- cigre_lv
+#: SimBench load profile mapped onto each CIGRE LV load class (R residential, I industrial, C commercial).
+CIGRE_PROFILE = {"R": ("H0-A", "H0-B", "H0-G", "H0-L"), "I": ("G2-A",), "C": ("G1-A", "G4-A", "G4-B", "G6-A")}
+
+
+def build_cigre_lv(
+    pv_penetration: float = 0.6,
+    pv_kwp_per_mwh: float = 1.0,
+    battery_share: float = 0.5,
+    battery_kwh_per_kwp: float = 1.0,
+    battery_c_rate: float = 0.5,
+    seed: int = 0,
+    name: str = "cigre_lv",
+) -> Scenario:
+    """pandapower's CIGRE LV benchmark network; its 15 (aggregated) loads become agents.
+
+    Residential loads get SimBench H0 profiles, the industrial load G2-A and commercial loads G1/G4/G6 profiles,
+    each scaled so that its peak equals the load's nominal ``p_mw``. PV and batteries as in ``default``.
+    """
+    import pandapower.networks as pn
+
+    pv_penetration = _check_fraction("pv_penetration", pv_penetration)
+    battery_share = _check_fraction("battery_share", battery_share)
+    pv_kwp_per_mwh = _check_nonneg("pv_kwp_per_mwh", pv_kwp_per_mwh)
+    battery_kwh_per_kwp = _check_nonneg("battery_kwh_per_kwp", battery_kwh_per_kwp)
+    battery_c_rate = _check_nonneg("battery_c_rate", battery_c_rate)
+    seed = _check_int("seed", seed, 0, 2**32 - 1)
+    net = pn.create_cigre_network_lv()
+    loads = net.load.sort_index()
+    cols = []
+    counters = {"R": 0, "I": 0, "C": 0}
+    for row in loads.itertuples():
+        cls = str(row.name).split()[-1][0]
+        options = CIGRE_PROFILE[cls]
+        prof = data.load_profile(options[counters[cls] % len(options)])
+        counters[cls] += 1
+        cols.append(row.p_mw * 1000.0 * prof / prof.max())
+    load_kw = np.stack(cols, axis=1)
+    n_steps, n = load_kw.shape
+    step = data.profile_step_minutes()
+    annual_mwh = load_kw.sum(axis=0) * step / 60.0 / 1000.0
+    rng = np.random.default_rng(seed)
+    pv_kw, pv_kwp, battery_kwh, battery_kw = _pv_and_battery(
+        rng, annual_mwh, n_steps, pv_penetration, pv_kwp_per_mwh, battery_share, battery_kwh_per_kwp, battery_c_rate
+    )
+    agent_ids = tuple(str(nm).replace("Load ", "").lower() for nm in loads.name)
+    bus = loads.bus.to_numpy()
+    retail, feed_in = _tou_prices(n_steps, step)
+    return Scenario(
+        name=name,
+        agent_ids=agent_ids,
+        bus=bus,
+        load_kw=load_kw,
+        pv_kw=pv_kw,
+        pv_kwp=pv_kwp,
+        battery_kwh=battery_kwh,
+        battery_kw=battery_kw,
+        retail_price=retail,
+        feed_in_price=feed_in,
+        step_minutes=step,
+        net=_agent_net(net, bus, agent_ids),
+        description="CIGRE LV benchmark (pandapower) with SimBench 2016 load and PV profiles (ODbL v1.0).",
+    )
+
+
+# --------------------------------------------------------------------------------------------- ieee39
+def build_ieee39(days: int = 366, name: str = "ieee39") -> Scenario:
+    """pandapower ``case39`` (New England, 39 buses, 35 lines + 11 transformers): 10 generators + 21 loads.
+
+    Generators (9 ``gen`` + the ``ext_grid``) are agents with dispatchable capacity ``max_p_mw`` and the quadratic
+    cost of ``net.poly_cost`` (case39 gives every unit the same: 0.01 EUR/MW²h and 0.3 EUR/MWh, converted to
+    per-kWh units). Loads are agents whose consumption follows the SimBench ``G4-A``/``H0-A`` mix (50/50),
+    scaled so each load's yearly peak equals its nominal ``p_mw``. Retail/feed-in prices are the ToU tariff and
+    the EEG rate as in ``default``; the consumers' utility parameters used by the optimisation baseline are
+    documented in :func:`p2p_gym.optim` (``ieee39_problem``).
+    """
+    import pandapower.networks as pn
+
+    days = _check_int("days", days, 1, 366)
+    net = pn.case39()
+    step = data.profile_step_minutes()
+    n_steps = days * 1440 // step
+    mix = 0.5 * data.load_profile("G4-A") + 0.5 * data.load_profile("H0-A")
+    mix = (mix / mix.max())[:n_steps]
+    gens = [("gen", i, r.bus, r.max_p_mw) for i, r in net.gen.iterrows()]
+    gens += [("ext_grid", i, r.bus, r.max_p_mw) for i, r in net.ext_grid.iterrows()]
+    cost = net.poly_cost.set_index(["et", "element"])
+    loads = net.load.sort_index()
+    n_gen, n_load = len(gens), len(loads)
+    n = n_gen + n_load
+    load_kw = np.zeros((n_steps, n))
+    load_kw[:, n_gen:] = np.clip(loads.p_mw.to_numpy(), 0.0, None)[None, :] * 1000.0 * mix[:, None]
+    gen_max = np.zeros(n)
+    a = np.zeros(n)
+    b = np.zeros(n)
+    dt = step / 60.0
+    for k, (et, idx, _bus, pmax) in enumerate(gens):
+        gen_max[k] = pmax * 1000.0
+        c = cost.loc[(et, idx)]
+        # cost per step of producing p kWh: cp2·(P MW)²·dt + cp1·P·dt with P = p / (1000 dt)
+        a[k] = 2.0 * float(c.cp2_eur_per_mw2) / (1e6 * dt)
+        b[k] = float(c.cp1_eur_per_mw) / 1000.0
+    agent_ids = tuple([f"{et}_{idx}" for et, idx, _, _ in gens] + [f"load_{i}" for i in loads.index])
+    bus = np.array([g[2] for g in gens] + list(loads.bus))
+    retail, feed_in = _tou_prices(n_steps, step)
+    return Scenario(
+        name=name,
+        agent_ids=agent_ids,
+        bus=bus,
+        load_kw=load_kw,
+        pv_kw=np.zeros((n_steps, n)),
+        pv_kwp=np.zeros(n),
+        battery_kwh=np.zeros(n),
+        battery_kw=np.zeros(n),
+        retail_price=retail,
+        feed_in_price=feed_in,
+        step_minutes=step,
+        net=_agent_net(net, bus, agent_ids, keep_gens=True),
+        gen_max_kw=gen_max,
+        gen_cost_a=a,
+        gen_cost_b=b,
+        description="IEEE 39-bus (pandapower case39): 10 generators with case39 costs and 21 loads.",
+    )
