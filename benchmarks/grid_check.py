@@ -34,7 +34,9 @@ def _rate(fn, injections: np.ndarray, repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenario", default="default")
     parser.add_argument("--steps", type=int, default=96, help="number of checks per timing run")
     parser.add_argument("--repeat", type=int, default=3, help="timing runs; the best is reported")

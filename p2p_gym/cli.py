@@ -1,15 +1,74 @@
-"""Command-line interface ``p2p-gym``."""
+"""Command-line interface ``p2p-gym``.
+
+Subcommands are registered lazily so that ``p2p-gym scenarios`` does not import torch or the environment.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable
+
+#: subcommand -> (module, function adding its arguments, help). Each module has ``add_arguments(parser)``
+#: and ``main(args) -> int``.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "scenarios": ("p2p_gym.cli", "List the built-in scenarios and summarise one."),
+    "run": ("eval.run", "Simulate a community of rule-based agents and print the market/grid KPIs."),
+    "train": ("training.cli", "Train bidding / peer-selection policies (stable-baselines3 or RLlib)."),
+    "evaluate-policy": ("training.evaluate", "Play a trained policy in the environment."),
+    "eval": ("eval.matrix", "Evaluate policies x mechanisms and write a report."),
+    "bench": ("eval.bench", "Benchmark RL libraries on the named tasks."),
+}
+
+
+def _scenarios_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--show", default="default", help="scenario to summarise (default: %(default)s)")
+
+
+def _scenarios_main(args: argparse.Namespace) -> int:
+    from p2p_gym.scenarios import list_scenarios, load_scenario
+
+    print("Built-in scenarios:")
+    for name in list_scenarios():
+        print(f"  {name}")
+    sc = load_scenario(args.show)
+    print(f"\nScenario {sc.name!r}: {sc.description}")
+    summary = sc.summary()
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {shown}")
+    print("  agents at buses: " + ", ".join(f"{a}@{b}" for a, b in zip(sc.agent_ids, sc.bus)))
+    return 0
+
+
+def _load(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    if name == "scenarios":
+        return _scenarios_arguments, _scenarios_main
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return module.add_arguments, module.main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="p2p-gym")
-    parser.parse_args(argv)
-    return 0
+    """Entry point of the ``p2p-gym`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="p2p-gym", description="p2p_gym: peer-to-peer electricity market gym"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            add_arguments, _ = _load(name)
+            add_arguments(p)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 1
+    _, run = _load(args.command)
+    return int(run(args) or 0)
 
 
 if __name__ == "__main__":

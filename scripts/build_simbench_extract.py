@@ -47,11 +47,7 @@ def build(code: str, out: Path) -> None:
 
     net = sb.get_simbench_net(code)
     load_prof = net.profiles["load"]
-    loads = {
-        c[: -len("_pload")]: load_prof[c].to_numpy()
-        for c in load_prof.columns
-        if c.endswith("_pload")
-    }
+    loads = {c[: -len("_pload")]: load_prof[c].to_numpy() for c in load_prof.columns if c.endswith("_pload")}
     pv: dict[str, np.ndarray] = {}
     for src in (code, *PV_SOURCE_CODES):
         ren = sb.get_simbench_net(src).profiles["renewables"] if src != code else net.profiles["renewables"]
@@ -88,9 +84,13 @@ def build(code: str, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--code", default=DEFAULT_CODE, help="SimBench grid code (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=DATA_DIR, help="output folder (default: the package data)")
+    parser.add_argument(
+        "--out", type=Path, default=DATA_DIR, help="output folder (default: the package data)"
+    )
     args = parser.parse_args()
     build(args.code, args.out)
 

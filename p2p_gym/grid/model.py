@@ -164,7 +164,9 @@ class GridModel:
         try:
             inj = np.asarray(injection_kw, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise GridError(f"injection_kw: expected float[{self.n_agents}], got {injection_kw!r:.60}") from exc
+            raise GridError(
+                f"injection_kw: expected float[{self.n_agents}], got {injection_kw!r:.60}"
+            ) from exc
         if inj.shape != (self.n_agents,):
             raise GridError(f"injection_kw: expected shape ({self.n_agents},), got {inj.shape}")
         if not np.all(np.isfinite(inj)):
@@ -363,8 +365,14 @@ class GridModel:
                 states.append(self._ac_state())
             (ip, sip, tp, stp, vp), (im, sim, tm, stm, vm) = states
             same = bus == b
-            di = 0.5 * (sip * np.sqrt(np.clip(ip**2 - i0**2, 0, None)) - sim * np.sqrt(np.clip(im**2 - i0**2, 0, None)))
-            dt = 0.5 * (stp * np.sqrt(np.clip(tp**2 - t0**2, 0, None)) - stm * np.sqrt(np.clip(tm**2 - t0**2, 0, None)))
+            di = 0.5 * (
+                sip * np.sqrt(np.clip(ip**2 - i0**2, 0, None))
+                - sim * np.sqrt(np.clip(im**2 - i0**2, 0, None))
+            )
+            dt = 0.5 * (
+                stp * np.sqrt(np.clip(tp**2 - t0**2, 0, None))
+                - stm * np.sqrt(np.clip(tm**2 - t0**2, 0, None))
+            )
             s_i[:, same] = (di / delta_kw)[:, None]
             s_t[:, same] = (dt / delta_kw)[:, None]
             s_v[:, same] = ((vp - vm) / (2 * delta_kw))[:, None]

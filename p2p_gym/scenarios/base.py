@@ -179,9 +179,11 @@ class Scenario:
 def _as_array(name: str, value: Any, shape: tuple[int | None, ...], dtype: type = np.float64) -> np.ndarray:
     """Convert ``value`` to a fresh array of ``shape`` (``None`` = any length), finite, or raise ScenarioError."""
     try:
-        arr = np.array(value, dtype=dtype, copy=True)
+        arr: np.ndarray = np.array(value, dtype=dtype, copy=True)
     except (TypeError, ValueError) as exc:
-        raise ScenarioError(f"{name}: expected a numeric array of shape {_fmt(shape)}, got {value!r:.80}") from exc
+        raise ScenarioError(
+            f"{name}: expected a numeric array of shape {_fmt(shape)}, got {value!r:.80}"
+        ) from exc
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         raise ScenarioError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
@@ -199,4 +201,6 @@ def _nonneg(name: str, arr: np.ndarray) -> np.ndarray:
 
 
 def _fmt(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("T" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    return (
+        "(" + ", ".join("T" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    )

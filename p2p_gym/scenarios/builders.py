@@ -94,20 +94,25 @@ def build_default(
     battery_share: float = 0.5,
     battery_kwh_per_kwp: float = 1.0,
     battery_c_rate: float = 0.5,
+    profile_shift_weeks: int = 3,
     seed: int = 0,
     name: str = "default",
 ) -> Scenario:
     """SimBench ``1-LV-semiurb4--0-sw`` (semi-urban LV feeder, 0.4 kV, 400 kVA transformer) with households.
 
     Args:
-        n_agents: number of household prosumers (12 to 32: the feeder has 32 household loads); they are taken
+        n_agents: number of household prosumers (2 to 32: the feeder has 32 household loads); they are taken
             evenly spread over the feeder's household loads in bus order.
         pv_penetration: share of agents owning PV, chosen at random with ``seed``.
         pv_kwp_per_mwh: PV size in kWp per MWh of the owner's annual consumption (1.5 ≈ 4.5 kWp for 3 MWh/a).
         battery_share: share of PV owners with a home battery.
         battery_kwh_per_kwp: battery size in kWh per kWp of PV.
         battery_c_rate: battery power limit in kW per kWh of capacity.
-        seed: seed of the PV/battery allocation and PV profile choice.
+        profile_shift_weeks: SimBench gives all households of one type (H0-A, H0-B, H0-G, H0-L) the same shape;
+            each agent's load profile is rotated by a random whole number of weeks in
+            [-profile_shift_weeks, profile_shift_weeks] (weekday structure kept) so that no two agents are
+            perfectly correlated. 0 keeps the original profiles.
+        seed: seed of the PV/battery allocation, PV profile choice and profile shifts.
         name: the scenario name.
     """
     pv_penetration = _check_fraction("pv_penetration", pv_penetration)
@@ -118,17 +123,31 @@ def build_default(
     seed = _check_int("seed", seed, 0, 2**32 - 1)
     base = data.simbench_net()
     households = base.load[base.load.profile.str.startswith("H0")].sort_values(["bus", "name"])
-    n_agents = _check_int("n_agents", n_agents, 1, len(households))
+    n_agents = _check_int("n_agents", n_agents, 2, len(households))
     pick = households.iloc[np.round(np.linspace(0, len(households) - 1, n_agents)).astype(int)]
+    profile_shift_weeks = _check_int("profile_shift_weeks", profile_shift_weeks, 0, 26)
+    rng = np.random.default_rng(seed)
+    step = data.profile_step_minutes()
+    week = 7 * 1440 // step
+    shifts = rng.integers(-profile_shift_weeks, profile_shift_weeks + 1, size=n_agents) * week
     load_kw = np.stack(
-        [row.p_mw * 1000.0 * data.load_profile(row.profile) for row in pick.itertuples()], axis=1
+        [
+            row.p_mw * 1000.0 * np.roll(data.load_profile(row.profile), int(k))
+            for row, k in zip(pick.itertuples(), shifts)
+        ],
+        axis=1,
     )
     n_steps = load_kw.shape[0]
-    step = data.profile_step_minutes()
-    annual_mwh = load_kw.sum(axis=0) * step / 60.0 / 1000.0 * (35040 / n_steps)
-    rng = np.random.default_rng(seed)
+    annual_mwh = load_kw.sum(axis=0) * step / 60.0 / 1000.0
     pv_kw, pv_kwp, battery_kwh, battery_kw = _pv_and_battery(
-        rng, annual_mwh, n_steps, pv_penetration, pv_kwp_per_mwh, battery_share, battery_kwh_per_kwp, battery_c_rate
+        rng,
+        annual_mwh,
+        n_steps,
+        pv_penetration,
+        pv_kwp_per_mwh,
+        battery_share,
+        battery_kwh_per_kwp,
+        battery_c_rate,
     )
     agent_ids = tuple(f"prosumer_{i}" for i in range(n_agents))
     bus = pick.bus.to_numpy()
@@ -263,12 +282,19 @@ def build_cigre_lv(
         counters[cls] += 1
         cols.append(row.p_mw * 1000.0 * prof / prof.max())
     load_kw = np.stack(cols, axis=1)
-    n_steps, n = load_kw.shape
+    n_steps = load_kw.shape[0]
     step = data.profile_step_minutes()
     annual_mwh = load_kw.sum(axis=0) * step / 60.0 / 1000.0
     rng = np.random.default_rng(seed)
     pv_kw, pv_kwp, battery_kwh, battery_kw = _pv_and_battery(
-        rng, annual_mwh, n_steps, pv_penetration, pv_kwp_per_mwh, battery_share, battery_kwh_per_kwp, battery_c_rate
+        rng,
+        annual_mwh,
+        n_steps,
+        pv_penetration,
+        pv_kwp_per_mwh,
+        battery_share,
+        battery_kwh_per_kwp,
+        battery_c_rate,
     )
     agent_ids = tuple(str(nm).replace("Load ", "").lower() for nm in loads.name)
     bus = loads.bus.to_numpy()

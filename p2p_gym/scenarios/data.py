@@ -21,7 +21,12 @@ SIMBENCH_CODE = "1-LV-semiurb4--0-sw"
 #: Time-of-use retail tariff (currency/kWh) by hour of day, illustrative of German household prices in 2024
 #: (BDEW Strompreisanalyse 2024: average ≈ 0.41 EUR/kWh). Night 22–06 h: 0.30; day 06–17 h: 0.38;
 #: evening peak 17–22 h: 0.46.
-TOU_BANDS: tuple[tuple[float, float, float], ...] = ((0.0, 6.0, 0.30), (6.0, 17.0, 0.38), (17.0, 22.0, 0.46), (22.0, 24.0, 0.30))
+TOU_BANDS: tuple[tuple[float, float, float], ...] = (
+    (0.0, 6.0, 0.30),
+    (6.0, 17.0, 0.38),
+    (17.0, 22.0, 0.46),
+    (22.0, 24.0, 0.30),
+)
 #: Feed-in price (currency/kWh): the German EEG rate for PV ≤ 10 kWp with partial feed-in, 8.1 ct/kWh (2024).
 FEED_IN_PRICE = 0.081
 
@@ -32,7 +37,7 @@ def _profiles(code: str) -> dict[str, Any]:
     with np.load(path, allow_pickle=False) as z:
         load = z["load_values"].astype(np.float64) / 65535.0 * z["load_scale"]
         pv = z["pv_values"].astype(np.float64) / 65535.0 * z["pv_scale"]
-        out = {
+        out: dict[str, Any] = {
             "load": {str(n): load[:, i] for i, n in enumerate(z["load_names"])},
             "pv": {str(n): pv[:, i] for i, n in enumerate(z["pv_names"])},
             "first_time": str(z["first_time"]),
