@@ -1,0 +1,58 @@
+"""PettingZoo environment layer: wires scenarios, market, grid and settlement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pettingzoo.utils import conversions, wrappers
+
+from p2p_gym.env.market_env import (
+    AUCTIONS,
+    COMMUNITY_RULES,
+    GRID_POLICIES,
+    GRIDS,
+    MECHANISMS,
+    OBS_FEATURES,
+    P2PMarketEnv,
+    StepOutcome,
+    step_optimum,
+)
+
+
+def parallel_env(
+    scenario: Any = "default",
+    mechanism: str = "uniform",
+    grid: str = "linear",
+    peer_selection: bool = False,
+    episode_steps: int = 96,
+    render_mode: str | None = None,
+    **kwargs: Any,
+) -> P2PMarketEnv:
+    """The parallel PettingZoo environment (see :class:`P2PMarketEnv` for every argument).
+
+    ``max_cycles`` (PettingZoo's usual name) is accepted as an alias of ``episode_steps``.
+    """
+    if "max_cycles" in kwargs:
+        episode_steps = int(kwargs.pop("max_cycles"))
+    return P2PMarketEnv(scenario, mechanism, grid, peer_selection, episode_steps, render_mode, **kwargs)
+
+
+def env(**kwargs: Any) -> Any:
+    """The AEC version (PettingZoo's standard parallel→AEC conversion, with order enforcing)."""
+    aec = conversions.parallel_to_aec(parallel_env(**kwargs))
+    return wrappers.OrderEnforcingWrapper(aec)
+
+
+__all__ = [
+    "AUCTIONS",
+    "COMMUNITY_RULES",
+    "GRIDS",
+    "GRID_POLICIES",
+    "MECHANISMS",
+    "OBS_FEATURES",
+    "P2PMarketEnv",
+    "StepOutcome",
+    "env",
+    "parallel_env",
+    "step_optimum",
+]

@@ -1,0 +1,230 @@
+"""The PettingZoo environment: API conformance, determinism, balances, robustness, hand-checked steps."""
+
+from __future__ import annotations
+
+import types
+import warnings
+
+import numpy as np
+import pytest
+from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parallel_seed_test
+
+import p2p_gym
+from p2p_gym.env import MECHANISMS, P2PMarketEnv, parallel_env
+from p2p_gym.errors import EnvConfigError
+from tests.conftest import cached_scenario
+
+warnings.filterwarnings("ignore")
+
+
+def _tiny(**kw):  # type: ignore[no-untyped-def]
+    return parallel_env(cached_scenario("tiny"), **{"episode_steps": 24, **kw})
+
+
+def _rollout(env: P2PMarketEnv, seed: int, policy=None) -> list:  # type: ignore[no-untyped-def]
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    trace = []
+    while env.agents:
+        acts = {
+            a: (policy(obs[a]) if policy else rng.uniform(-1, 1, env.action_space(a).shape)) for a in env.agents
+        }
+        obs, rew, term, trunc, info = env.step(acts)
+        trace.append((obs, rew, info))
+    return trace
+
+
+@pytest.mark.parametrize("mechanism", ["uniform", "bilateral", "sdr"])
+def test_parallel_api(mechanism: str) -> None:
+    parallel_api_test(_tiny(mechanism=mechanism, peer_selection=mechanism == "bilateral"), num_cycles=60)
+
+
+def test_parallel_seed() -> None:
+    parallel_seed_test(lambda: _tiny(), num_cycles=30)
+
+
+def test_aec_api() -> None:
+    api_test(p2p_gym.env(scenario=cached_scenario("tiny"), episode_steps=12), num_cycles=30)
+
+
+def test_max_cycles() -> None:
+    mod = types.SimpleNamespace(
+        parallel_env=lambda max_cycles: parallel_env(cached_scenario("tiny"), max_cycles=max_cycles),
+        env=lambda max_cycles: p2p_gym.env(scenario=cached_scenario("tiny"), max_cycles=max_cycles),
+    )
+    max_cycles_test(mod)
+
+
+def test_spaces_are_cached_objects() -> None:
+    env = _tiny(peer_selection=True)
+    a = env.possible_agents[0]
+    assert env.action_space(a) is env.action_space(a)
+    assert env.observation_space(a) is env.observation_space(a)
+    assert env.action_space(a).shape == (3 + 3,)
+
+
+def test_two_runs_same_seed_identical() -> None:
+    env1, env2 = _tiny(mechanism="bilateral", peer_selection=True), _tiny(mechanism="bilateral", peer_selection=True)
+    r1, r2 = _rollout(env1, 7), _rollout(env2, 7)
+    assert len(r1) == len(r2) == 24
+    for (o1, w1, i1), (o2, w2, i2) in zip(r1, r2):
+        for a in o1:
+            np.testing.assert_array_equal(o1[a], o2[a])
+            assert w1[a] == w2[a]
+            assert {k: v for k, v in i1[a].items() if k != "market"} == {k: v for k, v in i2[a].items() if k != "market"}
+        m1, m2 = i1[a]["market"], i2[a]["market"]
+        assert m1.keys() == m2.keys()
+        for k in m1:
+            assert m1[k] == m2[k] or (m1[k] != m1[k] and m2[k] != m2[k]), k  # NaN-equal
+
+
+def test_different_seeds_start_on_different_days() -> None:
+    env = parallel_env(cached_scenario("default"), episode_steps=4)
+    starts = set()
+    for s in range(6):
+        env.reset(seed=s)
+        starts.add(env.t)
+    assert len(starts) > 1
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@pytest.mark.parametrize("grid", ["linear", "ac"])
+def test_random_rollout_balances_every_step(mechanism: str, grid: str) -> None:
+    env = _tiny(mechanism=mechanism, grid=grid, peer_selection=mechanism == "bilateral", episode_steps=96)
+    for obs, rew, info in _rollout(env, 3):
+        m = info["prosumer_0"]["market"]
+        assert abs(m["money_balance"]) < 1e-9
+        assert abs(m["energy_balance_kwh"]) < 1e-9
+        for a, r in rew.items():
+            assert np.isfinite(r)
+            assert info[a]["market"] is m
+        # no buyer pays above retail, no seller receives below feed-in, per kWh
+        assert m["gains_from_trade"] >= -1e-9
+
+
+@pytest.mark.parametrize("name", ["default", "cigre_lv", "default_high_pv"])
+def test_random_rollout_every_scenario(name: str) -> None:
+    env = parallel_env(cached_scenario(name), mechanism="uniform", grid="linear", episode_steps=8, grid_policy="block")
+    for _, rew, info in _rollout(env, 0):
+        assert abs(info[env.possible_agents[0]]["market"]["money_balance"]) < 1e-9
+
+
+def test_bad_actions_are_clipped_and_counted() -> None:
+    env = _tiny()
+    env.reset(seed=0)
+    acts = {a: np.zeros(3) for a in env.agents}
+    acts["prosumer_0"] = np.array([5.0, np.nan, -np.inf])
+    _, rew, _, _, info = env.step(acts)
+    assert info["prosumer_0"]["clipped_actions"] == 3
+    assert info["prosumer_0"]["nonfinite_actions"] == 2
+    assert info["prosumer_1"]["clipped_actions"] == 0
+    assert all(np.isfinite(list(rew.values())))
+
+
+def test_wrong_action_shape_names_the_agent() -> None:
+    env = _tiny()
+    env.reset(seed=0)
+    acts = {a: np.zeros(3) for a in env.agents}
+    acts["prosumer_2"] = np.zeros(5)
+    with pytest.raises(EnvConfigError, match="prosumer_2"):
+        env.step(acts)
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"mechanism": "vickrey"}, "mechanism"),
+        ({"grid": "dc"}, "grid"),
+        ({"grid_policy": "block", "grid": "none"}, "grid_policy"),
+        ({"episode_steps": 0}, "episode_steps"),
+        ({"k": 1.5}, "k"),
+        ({"preference": np.ones((2, 2))}, "preference"),
+        ({"reward": "utility"}, "reward"),
+    ],
+)
+def test_bad_config_names_the_field(kw: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        _tiny(**kw)
+
+
+def test_truthful_uniform_step_by_hand() -> None:
+    """Tiny scenario at 12:00 (step 48): agents 0 and 1 have PV surplus, 2 and 3 need energy.
+
+    Truthful orders: sellers ask feed-in 0.08, buyers bid retail 0.30; uniform k=0.5 gives price 0.19.
+    Total surplus S and need D: traded volume min(S, D); with S > D the rest is exported at 0.08.
+    """
+    sc = cached_scenario("tiny")
+    env = parallel_env(sc, mechanism="uniform", grid="none", episode_steps=96, start_day=0, initial_soc=0.5)
+    env.reset(seed=0, options={"start_day": 0})
+    for _ in range(48):
+        env.step({a: np.array([0.0, -1.0, 0.0]) for a in env.agents})  # offer nothing, battery idle
+    t = env.t
+    assert t == 48
+    net = (sc.pv_kw[t] - sc.load_kw[t]) * 0.25
+    s, d = net[net > 0].sum(), -net[net < 0].sum()
+    assert s > d > 0
+    acts = {a: np.array([1.0 if net[i] < 0 else -1.0, 1.0, 0.0]) for i, a in enumerate(env.agents)}
+    _, rew, _, _, info = env.step(acts)
+    m = info["prosumer_0"]["market"]
+    assert m["clearing_price"] == pytest.approx(0.19)
+    assert m["p2p_volume_kwh"] == pytest.approx(d)
+    # buyers pay 0.19 per kWh instead of 0.30
+    for i in (2, 3):
+        assert info[f"prosumer_{i}"]["bill"] == pytest.approx(0.19 * -net[i])
+        assert rew[f"prosumer_{i}"] == pytest.approx(-0.19 * -net[i])
+    # sellers: receipts at 0.19 for their share of d, the rest exported at 0.08
+    sold = np.array([info[f"prosumer_{i}"]["p2p_sold_kwh"] for i in (0, 1)])
+    assert sold.sum() == pytest.approx(d)
+    for k, i in enumerate((0, 1)):
+        expected = -(0.19 * sold[k] + 0.08 * (net[i] - sold[k]))
+        assert info[f"prosumer_{i}"]["bill"] == pytest.approx(expected)
+    # welfare gain over grid-only = (0.30 - 0.08) * d, which is also the optimum: efficiency 1
+    assert m["gains_from_trade"] == pytest.approx(0.22 * d)
+
+
+def test_optimum_and_efficiency_reported() -> None:
+    env = _tiny(compute_optimum=True, grid="none")
+    for _, _, info in _rollout(env, 1):
+        m = info["prosumer_0"]["market"]
+        assert np.isfinite(m["welfare_optimum"])
+        assert m["welfare"] <= m["welfare_optimum"] + 1e-9
+        if np.isfinite(m["efficiency"]):
+            assert -1e-9 <= m["efficiency"] <= 1 + 1e-9
+
+
+def test_block_policy_blocks_only_on_stressed_lines() -> None:
+    sc = cached_scenario("default_high_pv")
+    day = 172
+    kw = {"episode_steps": 96, "start_day": day, "grid": "linear", "mechanism": "uniform"}
+    truthful = lambda o: np.array([1.0 if o[3] < 0 else -1.0, 1.0, 0.0])  # noqa: E731
+    blocked = _rollout(parallel_env(sc, grid_policy="block", block_threshold_pct=20.0, **kw), 0, truthful)
+    free = _rollout(parallel_env(sc, grid_policy="report", **kw), 0, truthful)
+    vol_b = sum(s[2]["prosumer_0"]["market"]["p2p_volume_kwh"] for s in blocked)
+    vol_f = sum(s[2]["prosumer_0"]["market"]["p2p_volume_kwh"] for s in free)
+    n_blocked = sum(s[2]["prosumer_0"]["market"]["blocked_trades"] for s in blocked)
+    assert n_blocked > 0 and vol_b < vol_f
+    # at night nothing is stressed: identical volume in the first hours
+    night_b = [s[2]["prosumer_0"]["market"]["p2p_volume_kwh"] for s in blocked[:16]]
+    night_f = [s[2]["prosumer_0"]["market"]["p2p_volume_kwh"] for s in free[:16]]
+    assert night_b == pytest.approx(night_f)
+
+
+def test_registered_tasks_build() -> None:
+    from p2p_gym.registration import list_tasks
+
+    for task in list_tasks():
+        if "Tiny" in task:
+            env = p2p_gym.make(task, episode_steps=4)
+            _rollout(env, 0)
+    with pytest.raises(ValueError, match="task_id"):
+        p2p_gym.make("nope")
+
+
+def test_render_rgb_array() -> None:
+    env = _tiny(render_mode="rgb_array", grid="ac")
+    env.reset(seed=0)
+    env.step({a: env.action_space(a).sample() for a in env.agents})
+    img = env.render()
+    assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+    assert img.std() > 0
+    env.close()
