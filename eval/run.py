@@ -1,0 +1,379 @@
+"""The main job ``p2p-gym run``: simulate a community of rule-based agents and report market and grid KPIs.
+
+Example::
+
+    p2p-gym run --scenario default --mechanism uniform --agents zi-c --days 1 --grid linear --seed 0 --out out/run
+
+prints a table (welfare, efficiency vs the optimum of each step, P2P volume and average price, self-sufficiency,
+each agent's bill vs grid-only, fairness, grid KPIs) and with ``--out`` writes ``summary.json``, ``steps.csv``,
+``agents.csv`` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval import metrics
+
+
+@dataclass
+class RunConfig:
+    """Arguments of ``p2p-gym run``."""
+
+    scenario: str = "default"
+    """Scenario name (``p2p-gym scenarios`` lists them)."""
+    mechanism: str = "uniform"
+    """Market mechanism: uniform, pay_as_bid, cda, bilateral, mmr, sdr, bill_sharing."""
+    agents: str = "zi-c"
+    """Agent policy name for all agents, or a comma-separated list cycled over the agents."""
+    days: int = 1
+    """Number of simulated days."""
+    grid: str = "linear"
+    """Grid check: none, linear or ac."""
+    grid_policy: str = "report"
+    """report, block or fee."""
+    peer_selection: bool = False
+    """Give agents per-peer scores (bilateral matching with partner choice)."""
+    seed: int = 0
+    """Seed of the environment (start day) and of the agents' random draws."""
+    start_day: int | None = None
+    """Fix the first simulated day of the year (default: seeded random)."""
+    out: str | None = None
+    """Output folder for JSON, CSV and PNG files."""
+    progress: bool = True
+    """Show a progress bar."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Further keyword arguments of the environment."""
+
+
+def simulate(cfg: RunConfig) -> dict[str, Any]:
+    """Run the simulation of ``cfg``; returns the summary, per-step rows and per-agent rows."""
+    from agents import act_all, make_policies
+    from p2p_gym.env import parallel_env
+
+    env = parallel_env(
+        cfg.scenario,
+        mechanism=cfg.mechanism,
+        grid=cfg.grid,
+        peer_selection=cfg.peer_selection,
+        grid_policy=cfg.grid_policy,
+        compute_optimum=True,
+        start_day=cfg.start_day,
+        **{"episode_steps": cfg.days * _steps_per_day(cfg.scenario, env_kwargs=cfg.env_kwargs), **cfg.env_kwargs},
+    )
+    sc = env.scenario
+    n_steps = env.episode_steps
+    policies = make_policies(cfg.agents, env)
+    rng = np.random.default_rng(cfg.seed)
+    obs, _ = env.reset(seed=cfg.seed)
+    for p in policies.values():
+        if hasattr(p, "reset"):
+            p.reset()
+    steps: list[dict[str, Any]] = []
+    n = env.n
+    bills = np.zeros(n)
+    grid_only = np.zeros(n)
+    sold = np.zeros(n)
+    bought = np.zeros(n)
+    imports = np.zeros(n)
+    exports = np.zeros(n)
+    line_max = np.zeros(len(sc.net.line))
+    t_start = time.perf_counter()
+    bar = _progress(n_steps, cfg.progress, f"{cfg.scenario}/{cfg.mechanism}/{cfg.agents}")
+    while env.agents:
+        actions = act_all(policies, obs, rng)
+        obs, rewards, _, _, infos = env.step(actions)
+        for a, p in policies.items():
+            if hasattr(p, "observe_result"):
+                p.observe_result(infos[a])
+        m = infos[env.possible_agents[0]]["market"]
+        ag = [infos[a] for a in env.possible_agents]
+        bills += [i["bill"] for i in ag]
+        grid_only += [i["grid_only_bill"] for i in ag]
+        sold += [i["p2p_sold_kwh"] for i in ag]
+        bought += [i["p2p_bought_kwh"] for i in ag]
+        imports += [i["grid_import_kwh"] for i in ag]
+        exports += [i["grid_export_kwh"] for i in ag]
+        out = env.last_outcome
+        if out is not None and out.report is not None and out.report.converged:
+            line_max = np.maximum(line_max, out.report.line_loading_pct)
+        g = m["grid"] or {}
+        t = m["t"]
+        steps.append(
+            {
+                "step": len(steps),
+                "t": t,
+                "hour": float(sc.hour_of_day(t)),
+                "retail_price": float(sc.retail_price[t]),
+                "feed_in_price": float(sc.feed_in_price[t]),
+                "clearing_price": m["clearing_price"],
+                "p2p_volume_kwh": m["p2p_volume_kwh"],
+                "n_trades": m["n_trades"],
+                "welfare": m["welfare"],
+                "welfare_no_trade": m["welfare_no_trade"],
+                "welfare_optimum": m["welfare_optimum"],
+                "efficiency": m["efficiency"],
+                "blocked_kwh": m["blocked_kwh"],
+                "fees_total": m["fees_total"],
+                "max_line_loading_pct": g.get("max_line_loading_pct", math.nan),
+                "n_overloaded_lines": g.get("n_overloaded_lines", 0),
+                "n_voltage_violations": g.get("n_voltage_violations", 0),
+                "vm_max_pu": g.get("vm_max_pu", math.nan),
+                "grid_converged": g.get("converged", True),
+            }
+        )
+        bar.update(1)
+    bar.close()
+    wall = time.perf_counter() - t_start
+    dt = sc.dt_hours
+    t0 = steps[0]["t"]
+    load_kwh = float(sc.load_kw[t0 : t0 + n_steps].sum() * dt)
+    pv_kwh = float(sc.pv_kw[t0 : t0 + n_steps].sum() * dt)
+    gains = sum(s["welfare"] - s["welfare_no_trade"] for s in steps)
+    best = sum(s["welfare_optimum"] - s["welfare_no_trade"] for s in steps)
+    volume = float(sum(s["p2p_volume_kwh"] for s in steps))
+    price_weighted = sum(s["clearing_price"] * s["p2p_volume_kwh"] for s in steps if s["p2p_volume_kwh"] > 0)
+    savings = grid_only - bills
+    summary = {
+        "config": asdict(cfg),
+        "agents": n,
+        "steps": n_steps,
+        "step_minutes": sc.step_minutes,
+        "first_time_step": t0,
+        "wall_seconds": wall,
+        "welfare": float(sum(s["welfare"] for s in steps)),
+        "welfare_no_trade": float(sum(s["welfare_no_trade"] for s in steps)),
+        "welfare_optimum": float(sum(s["welfare_optimum"] for s in steps)),
+        "gains_from_trade": float(gains),
+        "optimal_gains_from_trade": float(best),
+        "efficiency": float(gains / best) if best > 1e-12 else math.nan,
+        "p2p_volume_kwh": volume,
+        "average_p2p_price": float(price_weighted / volume) if volume > 0 else math.nan,
+        "load_kwh": load_kwh,
+        "pv_kwh": pv_kwh,
+        "grid_import_kwh": float(imports.sum()),
+        "grid_export_kwh": float(exports.sum()),
+        "self_sufficiency": metrics.self_sufficiency(float(imports.sum()), load_kwh),
+        "self_consumption": metrics.self_consumption(float(exports.sum()), pv_kwh),
+        "total_bill": float(bills.sum()),
+        "total_grid_only_bill": float(grid_only.sum()),
+        **{f"savings_{k}": v for k, v in metrics.fairness(savings).items()},
+        "steps_with_overload": int(sum(s["n_overloaded_lines"] > 0 for s in steps)),
+        "steps_with_voltage_violation": int(sum(s["n_voltage_violations"] > 0 for s in steps)),
+        "max_line_loading_pct": float(np.nanmax([s["max_line_loading_pct"] for s in steps]))
+        if cfg.grid != "none"
+        else math.nan,
+        "curtailed_kwh": float(sum(s["blocked_kwh"] for s in steps)),
+        "fees_total": float(sum(s["fees_total"] for s in steps)),
+        "nonconverged_power_flows": int(sum(not s["grid_converged"] for s in steps)),
+    }
+    agents_rows = [
+        {
+            "agent": a,
+            "bus": int(sc.bus[i]),
+            "pv_kwp": float(sc.pv_kwp[i]),
+            "battery_kwh": float(sc.battery_kwh[i]),
+            "policy": type(policies[a]).__name__,
+            "bill": float(bills[i]),
+            "grid_only_bill": float(grid_only[i]),
+            "savings": float(savings[i]),
+            "p2p_sold_kwh": float(sold[i]),
+            "p2p_bought_kwh": float(bought[i]),
+            "grid_import_kwh": float(imports[i]),
+            "grid_export_kwh": float(exports[i]),
+        }
+        for i, a in enumerate(env.possible_agents)
+    ]
+    env.close()
+    return {"summary": summary, "steps": steps, "agents": agents_rows, "line_max_loading_pct": line_max.tolist()}
+
+
+def _steps_per_day(scenario: str, env_kwargs: dict[str, Any]) -> int:
+    from p2p_gym.scenarios import load_scenario
+
+    sc = load_scenario(scenario, **env_kwargs.get("scenario_overrides", {}))
+    return sc.steps_per_day
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The printed report: KPIs then one line per agent."""
+    s = result["summary"]
+    cur = "EUR"
+    lines = [
+        f"p2p-gym run · {s['config']['scenario']} · {s['config']['mechanism']} · agents {s['config']['agents']} · "
+        f"{s['steps']} steps · grid {s['config']['grid']} · seed {s['config']['seed']} · {s['wall_seconds']:.1f} s",
+        "",
+        "market",
+        f"  welfare (−net grid cost)          {s['welfare']:10.2f} {cur}   (no trade {s['welfare_no_trade']:.2f}, "
+        f"optimum {s['welfare_optimum']:.2f})",
+        f"  gains from trade                  {s['gains_from_trade']:10.2f} {cur}   of {s['optimal_gains_from_trade']:.2f} possible",
+        f"  efficiency vs optimum             {s['efficiency']:10.3f}",
+        f"  P2P volume                        {s['p2p_volume_kwh']:10.2f} kWh",
+        f"  average P2P price                 {s['average_p2p_price']:10.4f} {cur}/kWh",
+        f"  self-sufficiency                  {s['self_sufficiency']:10.3f}",
+        f"  self-consumption                  {s['self_consumption']:10.3f}",
+        "fairness of savings (grid-only bill − bill)",
+        f"  Gini {s['savings_gini']:.3f}   Jain {s['savings_jain']:.3f}   losers {s['savings_losers_pct']:.1f} %   "
+        f"CR20 {s['savings_cr20']:.3f}",
+        "grid",
+        f"  max line loading                  {s['max_line_loading_pct']:10.1f} %",
+        f"  steps with overloaded lines       {s['steps_with_overload']:10d}",
+        f"  steps with voltage violations     {s['steps_with_voltage_violation']:10d}",
+        f"  curtailed (blocked) P2P volume    {s['curtailed_kwh']:10.2f} kWh",
+        f"  non-converged power flows         {s['nonconverged_power_flows']:10d}",
+        "",
+        f"  {'agent':14s} {'policy':18s} {'bill':>9s} {'grid-only':>10s} {'savings':>9s} {'sold kWh':>9s} {'bought kWh':>10s}",
+    ]
+    for r in result["agents"]:
+        lines.append(
+            f"  {r['agent']:14s} {r['policy'][:18]:18s} {r['bill']:9.3f} {r['grid_only_bill']:10.3f} "
+            f"{r['savings']:9.3f} {r['p2p_sold_kwh']:9.2f} {r['p2p_bought_kwh']:10.2f}"
+        )
+    return "\n".join(lines)
+
+
+def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
+    """Write summary.json, steps.csv, agents.csv and the PNG plots into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "summary.json", out / "steps.csv", out / "agents.csv"]
+    files[0].write_text(json.dumps(result["summary"], indent=2, default=_json_default))
+    for path, rows in ((files[1], result["steps"]), (files[2], result["agents"])):
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    files += _plots(result, out)
+    return files
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+def _plots(result: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, agents = result["steps"], result["agents"]
+    x = np.arange(len(steps)) * result["summary"]["step_minutes"] / 60.0
+    files = []
+    fig, ax1 = plt.subplots(figsize=(9, 4))
+    ax1.step(x, [s["retail_price"] for s in steps], where="post", label="retail", color="tab:red")
+    ax1.step(x, [s["feed_in_price"] for s in steps], where="post", label="feed-in", color="tab:green")
+    ax1.plot(x, [s["clearing_price"] for s in steps], ".", label="P2P clearing price", color="k")
+    ax1.set_xlabel("hours from start")
+    ax1.set_ylabel("EUR/kWh")
+    ax2 = ax1.twinx()
+    ax2.bar(x, [s["p2p_volume_kwh"] for s in steps], width=0.25, alpha=0.3, label="P2P volume", color="tab:blue")
+    ax2.set_ylabel("P2P volume per step (kWh)")
+    ax1.legend(loc="upper left")
+    ax1.set_title("Prices and P2P volume")
+    fig.tight_layout()
+    files.append(out / "prices_volume.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    idx = np.arange(len(agents))
+    ax.bar(idx - 0.2, [a["grid_only_bill"] for a in agents], 0.4, label="grid only")
+    ax.bar(idx + 0.2, [a["bill"] for a in agents], 0.4, label="with P2P market")
+    ax.set_xticks(idx, [a["agent"].split("_")[-1] for a in agents])
+    ax.set_xlabel("agent")
+    ax.set_ylabel("bill (EUR, negative = earns)")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend()
+    ax.set_title("Bills per agent")
+    fig.tight_layout()
+    files.append(out / "bills.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(x, [s["max_line_loading_pct"] for s in steps], label="max line loading")
+    ax.axhline(100, color="tab:red", ls="--", lw=1, label="limit")
+    ax.axhline(80, color="tab:orange", ls=":", lw=1, label="80 % (blocking threshold)")
+    ax.set_xlabel("hours from start")
+    ax.set_ylabel("%")
+    ax.legend()
+    ax.set_title("Line loading")
+    fig.tight_layout()
+    files.append(out / "line_loading.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+    return files
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``p2p-gym run`` (one per :class:`RunConfig` field)."""
+    d = RunConfig()
+    parser.add_argument("--scenario", default=d.scenario, help="scenario name (default: %(default)s)")
+    parser.add_argument("--mechanism", default=d.mechanism, help="market mechanism (default: %(default)s)")
+    parser.add_argument("--agents", default=d.agents, help="agent policy name(s), comma-separated (default: %(default)s)")
+    parser.add_argument("--days", type=int, default=d.days, help="simulated days (default: %(default)s)")
+    parser.add_argument("--grid", default=d.grid, choices=["none", "linear", "ac"], help="grid check (default: %(default)s)")
+    parser.add_argument("--grid-policy", default=d.grid_policy, choices=["report", "block", "fee"])
+    parser.add_argument("--peer-selection", action="store_true", help="agents choose their peers")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--start-day", type=int, default=None, help="first day of the year (default: seeded random)")
+    parser.add_argument("--out", default=None, help="write summary.json, steps.csv, agents.csv and PNG plots here")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of ``p2p-gym run``."""
+    if args.days < 1:
+        print("error: --days must be ≥ 1", file=sys.stderr)
+        return 2
+    cfg = RunConfig(
+        scenario=args.scenario,
+        mechanism=args.mechanism,
+        agents=args.agents,
+        days=args.days,
+        grid=args.grid,
+        grid_policy=args.grid_policy,
+        peer_selection=args.peer_selection,
+        seed=args.seed,
+        start_day=args.start_day,
+        out=args.out,
+        progress=not args.no_progress,
+    )
+    try:
+        result = simulate(cfg)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if cfg.out:
+        files = write_outputs(result, Path(cfg.out))
+        print(f"\nwrote {', '.join(str(f) for f in files)}")
+    return 0
