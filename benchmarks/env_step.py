@@ -13,7 +13,6 @@ import copy
 import time
 import warnings
 
-import numpy as np
 import pandapower as pp
 
 from p2p_gym.env import parallel_env
@@ -35,7 +34,9 @@ def steps_per_second(env, n_steps: int) -> float:  # type: ignore[no-untyped-def
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--mechanism", default="uniform")
     args = parser.parse_args()

@@ -86,4 +86,9 @@ def normalised_score(r: float, r_random: float, r_optimum: float) -> float:
 
 def fairness(savings: np.ndarray) -> dict[str, float]:
     """All fairness metrics of a savings vector."""
-    return {"gini": gini(savings), "jain": jain(savings), "losers_pct": losers_pct(savings), "cr20": cr20(savings)}
+    return {
+        "gini": gini(savings),
+        "jain": jain(savings),
+        "losers_pct": losers_pct(savings),
+        "cr20": cr20(savings),
+    }

@@ -69,7 +69,10 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         grid_policy=cfg.grid_policy,
         compute_optimum=True,
         start_day=cfg.start_day,
-        **{"episode_steps": cfg.days * _steps_per_day(cfg.scenario, env_kwargs=cfg.env_kwargs), **cfg.env_kwargs},
+        **{
+            "episode_steps": cfg.days * _steps_per_day(cfg.scenario, env_kwargs=cfg.env_kwargs),
+            **cfg.env_kwargs,
+        },
     )
     sc = env.scenario
     n_steps = env.episode_steps
@@ -92,7 +95,7 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
     bar = _progress(n_steps, cfg.progress, f"{cfg.scenario}/{cfg.mechanism}/{cfg.agents}")
     while env.agents:
         actions = act_all(policies, obs, rng)
-        obs, rewards, _, _, infos = env.step(actions)
+        obs, _, _, _, infos = env.step(actions)
         for a, p in policies.items():
             if hasattr(p, "observe_result"):
                 p.observe_result(infos[a])
@@ -195,7 +198,12 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         for i, a in enumerate(env.possible_agents)
     ]
     env.close()
-    return {"summary": summary, "steps": steps, "agents": agents_rows, "line_max_loading_pct": line_max.tolist()}
+    return {
+        "summary": summary,
+        "steps": steps,
+        "agents": agents_rows,
+        "line_max_loading_pct": line_max.tolist(),
+    }
 
 
 def _steps_per_day(scenario: str, env_kwargs: dict[str, Any]) -> int:
@@ -232,7 +240,8 @@ def format_table(result: dict[str, Any]) -> str:
         "market",
         f"  welfare (−net grid cost)          {s['welfare']:10.2f} {cur}   (no trade {s['welfare_no_trade']:.2f}, "
         f"optimum {s['welfare_optimum']:.2f})",
-        f"  gains from trade                  {s['gains_from_trade']:10.2f} {cur}   of {s['optimal_gains_from_trade']:.2f} possible",
+        f"  gains from trade                  {s['gains_from_trade']:10.2f} {cur}   "
+        f"of {s['optimal_gains_from_trade']:.2f} possible",
         f"  efficiency vs optimum             {s['efficiency']:10.3f}",
         f"  P2P volume                        {s['p2p_volume_kwh']:10.2f} kWh",
         f"  average P2P price                 {s['average_p2p_price']:10.4f} {cur}/kWh",
@@ -248,7 +257,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"  curtailed (blocked) P2P volume    {s['curtailed_kwh']:10.2f} kWh",
         f"  non-converged power flows         {s['nonconverged_power_flows']:10d}",
         "",
-        f"  {'agent':14s} {'policy':18s} {'bill':>9s} {'grid-only':>10s} {'savings':>9s} {'sold kWh':>9s} {'bought kWh':>10s}",
+        f"  {'agent':14s} {'policy':18s} {'bill':>9s} {'grid-only':>10s} {'savings':>9s} "
+        f"{'sold kWh':>9s} {'bought kWh':>10s}",
     ]
     for r in result["agents"]:
         lines.append(
@@ -294,7 +304,9 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
     ax1.set_xlabel("hours from start")
     ax1.set_ylabel("EUR/kWh")
     ax2 = ax1.twinx()
-    ax2.bar(x, [s["p2p_volume_kwh"] for s in steps], width=0.25, alpha=0.3, label="P2P volume", color="tab:blue")
+    ax2.bar(
+        x, [s["p2p_volume_kwh"] for s in steps], width=0.25, alpha=0.3, label="P2P volume", color="tab:blue"
+    )
     ax2.set_ylabel("P2P volume per step (kWh)")
     ax1.legend(loc="upper left")
     ax1.set_title("Prices and P2P volume")
@@ -338,14 +350,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = RunConfig()
     parser.add_argument("--scenario", default=d.scenario, help="scenario name (default: %(default)s)")
     parser.add_argument("--mechanism", default=d.mechanism, help="market mechanism (default: %(default)s)")
-    parser.add_argument("--agents", default=d.agents, help="agent policy name(s), comma-separated (default: %(default)s)")
+    parser.add_argument(
+        "--agents", default=d.agents, help="agent policy name(s), comma-separated (default: %(default)s)"
+    )
     parser.add_argument("--days", type=int, default=d.days, help="simulated days (default: %(default)s)")
-    parser.add_argument("--grid", default=d.grid, choices=["none", "linear", "ac"], help="grid check (default: %(default)s)")
+    parser.add_argument(
+        "--grid", default=d.grid, choices=["none", "linear", "ac"], help="grid check (default: %(default)s)"
+    )
     parser.add_argument("--grid-policy", default=d.grid_policy, choices=["report", "block", "fee"])
     parser.add_argument("--peer-selection", action="store_true", help="agents choose their peers")
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--start-day", type=int, default=None, help="first day of the year (default: seeded random)")
-    parser.add_argument("--out", default=None, help="write summary.json, steps.csv, agents.csv and PNG plots here")
+    parser.add_argument(
+        "--start-day", type=int, default=None, help="first day of the year (default: seeded random)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="write summary.json, steps.csv, agents.csv and PNG plots here"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

@@ -36,7 +36,9 @@ def _call(policy: Policy, obs: np.ndarray, rng: np.random.Generator, n_actions: 
         return np.asarray(policy.predict(obs, deterministic=True)[0], dtype=np.float32)
     if callable(policy):
         return np.asarray(policy(obs), dtype=np.float32)
-    raise EnvConfigError(f"others: a policy must have act(obs, rng), predict(obs) or be callable, got {policy!r}")
+    raise EnvConfigError(
+        f"others: a policy must have act(obs, rng), predict(obs) or be callable, got {policy!r}"
+    )
 
 
 class SingleAgentEnv(gymnasium.Env):
@@ -58,7 +60,9 @@ class SingleAgentEnv(gymnasium.Env):
         agent: str | None = None,
         others: Policy | Mapping[str, Policy] | None = None,
     ) -> None:
-        self.env = parallel_env if isinstance(parallel_env, P2PMarketEnv) else P2PMarketEnv(**dict(parallel_env))
+        self.env = (
+            parallel_env if isinstance(parallel_env, P2PMarketEnv) else P2PMarketEnv(**dict(parallel_env))
+        )
         self.agent = agent if agent is not None else self.env.possible_agents[0]
         if self.agent not in self.env.possible_agents:
             raise EnvConfigError(f"agent: {self.agent!r} is not one of {self.env.possible_agents}")
@@ -119,7 +123,11 @@ def shared_policy_vec_env(env_fn: Callable[[], P2PMarketEnv], n_envs: int = 1, s
             first = self.envs[0]
             self.agent_ids = list(first.possible_agents)
             self.n_agents = len(self.agent_ids)
-            super().__init__(n_envs * self.n_agents, first.observation_space(self.agent_ids[0]), first.action_space(self.agent_ids[0]))
+            super().__init__(
+                n_envs * self.n_agents,
+                first.observation_space(self.agent_ids[0]),
+                first.action_space(self.agent_ids[0]),
+            )
             self._seed = seed
             self._actions: np.ndarray | None = None
             self._episode = 0
@@ -167,14 +175,19 @@ def shared_policy_vec_env(env_fn: Callable[[], P2PMarketEnv], n_envs: int = 1, s
             return [seed] * self.num_envs
 
         def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-            return [getattr(self.envs[i // self.n_agents], attr_name, None) for i in self._get_indices(indices)]
+            return [
+                getattr(self.envs[i // self.n_agents], attr_name, None) for i in self._get_indices(indices)
+            ]
 
         def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
             for i in self._get_indices(indices):
                 setattr(self.envs[i // self.n_agents], attr_name, value)
 
         def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
-            return [getattr(self.envs[i // self.n_agents], method_name)(*args, **kwargs) for i in self._get_indices(indices)]
+            return [
+                getattr(self.envs[i // self.n_agents], method_name)(*args, **kwargs)
+                for i in self._get_indices(indices)
+            ]
 
         def env_is_wrapped(self, wrapper_class: Any, indices: Any = None) -> list[bool]:
             return [False for _ in self._get_indices(indices)]

@@ -207,7 +207,9 @@ class P2PMarketEnv(ParallelEnv):
         self.power_scale = np.maximum.reduce(
             [sc.load_kw.max(axis=0), sc.pv_kw.max(axis=0), sc.battery_kw, sc.gen_max_kw, np.full(n, 1e-6)]
         )
-        self._others = np.array([[m for m in range(n) if m != i] for i in range(n)], dtype=int).reshape(n, n - 1)
+        self._others = np.array([[m for m in range(n) if m != i] for i in range(n)], dtype=int).reshape(
+            n, n - 1
+        )
 
         self._grid_model = GridModel(sc, grid) if grid != "none" else None
         self._attribution: FlowAttribution | None = None
@@ -223,9 +225,13 @@ class P2PMarketEnv(ParallelEnv):
         self._distance_km: np.ndarray | None = None
         if grid_policy == "fee" or (isinstance(preference, str) and preference == "distance"):
             self._distance_km = path_length_km(sc.net, sc.bus)
-        self.preference = self._make_preference(preference, _num_in("preference_per_km", preference_per_km, 0, 1e6))
+        self.preference = self._make_preference(
+            preference, _num_in("preference_per_km", preference_per_km, 0, 1e6)
+        )
         self._fee_matrix = (
-            self.fee_per_kwh_km * self._distance_km if grid_policy == "fee" and self._distance_km is not None else None
+            self.fee_per_kwh_km * self._distance_km
+            if grid_policy == "fee" and self._distance_km is not None
+            else None
         )
 
         self._n_act = 3 + (n - 1 if self.peer_selection else 0)
@@ -245,11 +251,11 @@ class P2PMarketEnv(ParallelEnv):
         self._fig: Any = None
 
     # ------------------------------------------------------------------------------------------- spaces
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - spaces must be the same object on every call
+    @functools.cache  # noqa: B019 - spaces must be the same object on every call
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
         return self._obs_space
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> gymnasium.spaces.Box:
         return self._act_space
 
@@ -285,7 +291,7 @@ class P2PMarketEnv(ParallelEnv):
         t = self._t0 + self._step
         act, n_clipped, n_nonfinite = self._decode_actions(actions)
         battery_kw = self._battery(act[:, 2])
-        orders, position_kwh, partners = self._orders(t, act, battery_kw)
+        orders, partners = self._orders(t, act, battery_kw)
         result = self._clear(orders, partners, t)
         injection_kw = self._injection(t, battery_kw, result)
         report = self._grid_model.check(injection_kw) if self._grid_model is not None else None
@@ -308,7 +314,9 @@ class P2PMarketEnv(ParallelEnv):
 
     def render(self) -> Any:
         if self.render_mode is None:
-            gymnasium.logger.warn("render() called without render_mode; pass render_mode='human' or 'rgb_array'")
+            gymnasium.logger.warn(
+                "render() called without render_mode; pass render_mode='human' or 'rgb_array'"
+            )
             return None
         from p2p_gym.env.render import render_feeder
 
@@ -339,12 +347,12 @@ class P2PMarketEnv(ParallelEnv):
         max_dis = self._soc * eff / self.dt
         max_chg = (sc.battery_kwh - self._soc) / eff / self.dt
         kw = np.where(self._has_bat, np.clip(want, -max_chg, max_dis), 0.0)
-        self._soc = np.clip(
-            self._soc - np.where(kw > 0, kw / eff, kw * eff) * self.dt, 0.0, sc.battery_kwh
-        )
+        self._soc = np.clip(self._soc - np.where(kw > 0, kw / eff, kw * eff) * self.dt, 0.0, sc.battery_kwh)
         return kw
 
-    def _orders(self, t: int, act: np.ndarray, battery_kw: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    def _orders(
+        self, t: int, act: np.ndarray, battery_kw: np.ndarray
+    ) -> tuple[Any, np.ndarray | None]:
         sc = self.scenario
         position = (sc.pv_kw[t] - sc.load_kw[t] + battery_kw) * self.dt  # kWh, before dispatchable generation
         retail, feed_in = sc.retail_price[t], sc.feed_in_price[t]
@@ -359,7 +367,7 @@ class P2PMarketEnv(ParallelEnv):
         partners = None
         if self.peer_selection:
             partners = self._partners(act[:, 3:])
-        return orders, position, partners
+        return orders, partners
 
     def _partners(self, scores: np.ndarray) -> np.ndarray:
         """bool[N, N] accepted peers from per-peer scores float[N, N-1]."""
@@ -436,7 +444,9 @@ class P2PMarketEnv(ParallelEnv):
         if self._fee_matrix is not None and len(result.trades.quantity):
             tr = result.trades
             per_trade = self._fee_matrix[tr.seller, tr.buyer] * tr.quantity
-            fees = 0.5 * (np.bincount(tr.seller, per_trade, self.n) + np.bincount(tr.buyer, per_trade, self.n))
+            fees = 0.5 * (
+                np.bincount(tr.seller, per_trade, self.n) + np.bincount(tr.buyer, per_trade, self.n)
+            )
         bills = settlement.bill + fees
         grid_only = market.grid_only_bill(net_kwh, retail, feed_in)
         gen_kwh = np.where(self._is_gen, np.maximum(net_kwh + sc.load_kw[t] * self.dt, 0.0), 0.0)
@@ -510,7 +520,12 @@ class P2PMarketEnv(ParallelEnv):
         self._step += 1
 
     def _finish(
-        self, out: StepOutcome, rewards_arr: np.ndarray, n_clipped: np.ndarray, n_nonfinite: np.ndarray, battery_kw: np.ndarray
+        self,
+        out: StepOutcome,
+        rewards_arr: np.ndarray,
+        n_clipped: np.ndarray,
+        n_nonfinite: np.ndarray,
+        battery_kw: np.ndarray,
     ) -> tuple[dict, dict, dict, dict, dict]:
         done = self._step >= self.episode_steps
         st = out.settlement
@@ -522,7 +537,7 @@ class P2PMarketEnv(ParallelEnv):
             "t": out.t,
             "clearing_price": float(out.result.clearing_price),
             "p2p_volume_kwh": float(out.result.volume),
-            "n_trades": int(len(out.result.trades.quantity)),
+            "n_trades": len(out.result.trades.quantity),
             "blocked_trades": out.blocked_trades,
             "blocked_kwh": out.blocked_kwh,
             "fees_total": float((out.bills - st.bill).sum()),
@@ -530,7 +545,9 @@ class P2PMarketEnv(ParallelEnv):
             "welfare_no_trade": out.welfare_no_trade,
             "welfare_optimum": out.welfare_optimum,
             "gains_from_trade": gains,
-            "efficiency": (gains / max_gains) if max_gains > 1e-12 else (1.0 if abs(gains) <= 1e-12 else math.nan),
+            "efficiency": (gains / max_gains)
+            if max_gains > 1e-12
+            else (1.0 if abs(gains) <= 1e-12 else math.nan),
             "money_balance": float(out.bills.sum() - st.grid_balance - (out.bills - st.bill).sum()),
             "energy_balance_kwh": float(
                 out.injection_kw.sum() * self.dt - (st.grid_export_kwh.sum() - st.grid_import_kwh.sum())
@@ -606,12 +623,16 @@ class P2PMarketEnv(ParallelEnv):
             return None
         if isinstance(preference, str):
             if preference != "distance":
-                raise EnvConfigError(f"preference: must be None, 'distance' or float[N, N], got {preference!r}")
+                raise EnvConfigError(
+                    f"preference: must be None, 'distance' or float[N, N], got {preference!r}"
+                )
             assert self._distance_km is not None
             return per_km * self._distance_km
         arr = np.asarray(preference, dtype=float)
         if arr.shape != (self.n, self.n) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-            raise EnvConfigError(f"preference: expected finite float[{self.n}, {self.n}] ≥ 0, got shape {arr.shape}")
+            raise EnvConfigError(
+                f"preference: expected finite float[{self.n}, {self.n}] ≥ 0, got shape {arr.shape}"
+            )
         return arr
 
     @property

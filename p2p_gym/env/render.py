@@ -9,7 +9,9 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=8)
-def _layout_for(net_id: int, edges: tuple[tuple[int, int], ...], root: int, buses: tuple[int, ...]) -> dict[int, tuple[float, float]]:
+def _layout_for(
+    net_id: int, edges: tuple[tuple[int, int], ...], root: int, buses: tuple[int, ...]
+) -> dict[int, tuple[float, float]]:
     """Tree layout: x = hop distance from the slack bus, y = order of the leaves below each bus."""
     import networkx as nx
 
@@ -71,14 +73,21 @@ def render_feeder(env: Any) -> Any:
     for i, (a, b) in enumerate(zip(net.line.from_bus, net.line.to_bus)):
         (x0, y0), (x1, y1) = pos[int(a)], pos[int(b)]
         c = cmap(min(loading[i] / 100.0, 1.0)) if loading is not None else "0.6"
-        ax.plot([x0, x1], [y0, y1], color=c, lw=2 + (3 * min(loading[i] / 100.0, 1.5) if loading is not None else 0))
+        ax.plot(
+            [x0, x1],
+            [y0, y1],
+            color=c,
+            lw=2 + (3 * min(loading[i] / 100.0, 1.5) if loading is not None else 0),
+        )
     for a, b in zip(net.trafo.hv_bus, net.trafo.lv_bus):
         (x0, y0), (x1, y1) = pos[int(a)], pos[int(b)]
         ax.plot([x0, x1], [y0, y1], color="k", lw=3, ls=":")
     xy = np.array([pos[int(b)] for b in sc.bus])
     inj = out.injection_kw if out is not None else np.zeros(sc.n_agents)
     lim = max(float(np.abs(inj).max()), 1e-6)
-    sca = ax.scatter(xy[:, 0], xy[:, 1], c=inj, cmap="coolwarm_r", vmin=-lim, vmax=lim, s=120, zorder=3, edgecolors="k")
+    sca = ax.scatter(
+        xy[:, 0], xy[:, 1], c=inj, cmap="coolwarm_r", vmin=-lim, vmax=lim, s=120, zorder=3, edgecolors="k"
+    )
     if out is not None:
         tr = out.result.trades
         qmax = max(float(tr.quantity.max(initial=0.0)), 1e-9)
@@ -88,8 +97,13 @@ def render_feeder(env: Any) -> Any:
                 "",
                 xy=(x1, y1),
                 xytext=(x0, y0),
-                arrowprops={"arrowstyle": "->", "color": "tab:green", "lw": 0.5 + 2.5 * q / qmax, "alpha": 0.7,
-                            "connectionstyle": "arc3,rad=0.25"},
+                arrowprops={
+                    "arrowstyle": "->",
+                    "color": "tab:green",
+                    "lw": 0.5 + 2.5 * q / qmax,
+                    "alpha": 0.7,
+                    "connectionstyle": "arc3,rad=0.25",
+                },
                 zorder=4,
             )
     fig.colorbar(sca, ax=ax, label="agent net injection (kW, + = export)")
@@ -98,7 +112,9 @@ def render_feeder(env: Any) -> Any:
         fig.colorbar(sm, ax=ax, label="line loading (%)")
     hour = env.scenario.hour_of_day(out.t if out is not None else env.t)
     price = out.result.clearing_price if out is not None else float("nan")
-    ax.set_title(f"{sc.name} · {env.mechanism} · step {env._step} · {float(hour):05.2f} h · price {price:.3f}")
+    ax.set_title(
+        f"{sc.name} · {env.mechanism} · step {env._step} · {float(hour):05.2f} h · price {price:.3f}"
+    )
     ax.set_axis_off()
     fig.tight_layout()
     if env.render_mode == "human":

@@ -27,7 +27,8 @@ def _rollout(env: P2PMarketEnv, seed: int, policy=None) -> list:  # type: ignore
     trace = []
     while env.agents:
         acts = {
-            a: (policy(obs[a]) if policy else rng.uniform(-1, 1, env.action_space(a).shape)) for a in env.agents
+            a: (policy(obs[a]) if policy else rng.uniform(-1, 1, env.action_space(a).shape))
+            for a in env.agents
         }
         obs, rew, term, trunc, info = env.step(acts)
         trace.append((obs, rew, info))
@@ -64,14 +65,19 @@ def test_spaces_are_cached_objects() -> None:
 
 
 def test_two_runs_same_seed_identical() -> None:
-    env1, env2 = _tiny(mechanism="bilateral", peer_selection=True), _tiny(mechanism="bilateral", peer_selection=True)
+    env1, env2 = (
+        _tiny(mechanism="bilateral", peer_selection=True),
+        _tiny(mechanism="bilateral", peer_selection=True),
+    )
     r1, r2 = _rollout(env1, 7), _rollout(env2, 7)
     assert len(r1) == len(r2) == 24
     for (o1, w1, i1), (o2, w2, i2) in zip(r1, r2):
         for a in o1:
             np.testing.assert_array_equal(o1[a], o2[a])
             assert w1[a] == w2[a]
-            assert {k: v for k, v in i1[a].items() if k != "market"} == {k: v for k, v in i2[a].items() if k != "market"}
+            assert {k: v for k, v in i1[a].items() if k != "market"} == {
+                k: v for k, v in i2[a].items() if k != "market"
+            }
         m1, m2 = i1[a]["market"], i2[a]["market"]
         assert m1.keys() == m2.keys()
         for k in m1:
@@ -104,7 +110,9 @@ def test_random_rollout_balances_every_step(mechanism: str, grid: str) -> None:
 
 @pytest.mark.parametrize("name", ["default", "cigre_lv", "default_high_pv"])
 def test_random_rollout_every_scenario(name: str) -> None:
-    env = parallel_env(cached_scenario(name), mechanism="uniform", grid="linear", episode_steps=8, grid_policy="block")
+    env = parallel_env(
+        cached_scenario(name), mechanism="uniform", grid="linear", episode_steps=8, grid_policy="block"
+    )
     for _, rew, info in _rollout(env, 0):
         assert abs(info[env.possible_agents[0]]["market"]["money_balance"]) < 1e-9
 

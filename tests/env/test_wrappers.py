@@ -29,7 +29,9 @@ def test_single_agent_env_others_follow_their_policy() -> None:
         calls.append(obs)
         return np.array([-1.0, 1.0, 0.0])
 
-    env = SingleAgentEnv(parallel_env(cached_scenario("tiny"), episode_steps=4), agent="prosumer_3", others=seller_policy)
+    env = SingleAgentEnv(
+        parallel_env(cached_scenario("tiny"), episode_steps=4), agent="prosumer_3", others=seller_policy
+    )
     obs, _ = env.reset(seed=0)
     assert obs.shape == env.observation_space.shape
     _, reward, term, trunc, info = env.step(np.zeros(3, dtype=np.float32))
@@ -47,7 +49,9 @@ def test_truthful_action_sides() -> None:
 
 def test_shared_policy_vec_env_steps_all_agents() -> None:
     pytest.importorskip("stable_baselines3")
-    vec = shared_policy_vec_env(lambda: parallel_env(cached_scenario("tiny"), episode_steps=3), n_envs=2, seed=5)
+    vec = shared_policy_vec_env(
+        lambda: parallel_env(cached_scenario("tiny"), episode_steps=3), n_envs=2, seed=5
+    )
     assert vec.num_envs == 8
     obs = vec.reset()
     assert obs.shape == (8, vec.observation_space.shape[0])
