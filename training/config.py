@@ -1,0 +1,265 @@
+"""Arguments of ``p2p-gym train``: a dataclass with one docstring per field, loadable from YAML.
+
+Precedence: dataclass defaults < YAML file (``--config``) < command-line flags. The resolved arguments
+(with the default hyperparameters of the algorithm merged in) are written to ``<run>/config.yaml``, so
+``p2p-gym train --config runs/NAME/config.yaml`` repeats the run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from p2p_gym.errors import P2PGymError
+
+ALGOS = ("ppo", "a2c", "sac", "td3")
+SETTINGS = ("shared", "independent", "single")
+LIBS = ("sb3", "rllib")
+
+#: Default hyperparameters per algorithm (stable-baselines3 keyword arguments; ``net_arch`` goes to
+#: ``policy_kwargs``). Rewards are small money amounts per step (≈ 0.01–1 EUR), so learning rates are the
+#: usual ones and ``--normalize-reward`` is optional. Overridden by ``hyperparams`` in the config / ``--hp``.
+DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
+    "ppo": {
+        "learning_rate": 3e-4,
+        "n_steps": 512,
+        "batch_size": 128,
+        "n_epochs": 10,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "clip_range": 0.2,
+        "ent_coef": 0.0,
+        "net_arch": [64, 64],
+    },
+    "a2c": {
+        "learning_rate": 7e-4,
+        "n_steps": 16,
+        "gamma": 0.99,
+        "gae_lambda": 1.0,
+        "ent_coef": 0.0,
+        "net_arch": [64, 64],
+    },
+    "sac": {
+        "learning_rate": 3e-4,
+        "buffer_size": 100_000,
+        "learning_starts": 100,
+        "batch_size": 256,
+        "tau": 0.005,
+        "gamma": 0.99,
+        "train_freq": 1,
+        "gradient_steps": 1,
+        "net_arch": [64, 64],
+    },
+    "td3": {
+        "learning_rate": 1e-3,
+        "buffer_size": 100_000,
+        "learning_starts": 100,
+        "batch_size": 256,
+        "tau": 0.005,
+        "gamma": 0.99,
+        "train_freq": 1,
+        "gradient_steps": 1,
+        "action_noise_std": 0.1,
+        "net_arch": [64, 64],
+    },
+}
+
+#: RLlib PPO defaults (``PPOConfig().training(...)`` keyword arguments, plus ``net_arch``).
+RLLIB_PPO_DEFAULTS: dict[str, Any] = {
+    "lr": 3e-4,
+    "gamma": 0.99,
+    "lambda_": 0.95,
+    "clip_param": 0.2,
+    "train_batch_size_per_learner": 1024,
+    "minibatch_size": 128,
+    "num_epochs": 10,
+    "net_arch": [64, 64],
+}
+
+
+class TrainConfigError(P2PGymError, ValueError):
+    """Invalid training arguments (names the field, the value and what is allowed)."""
+
+
+@dataclass
+class TrainArgs:
+    """Arguments of ``p2p-gym train`` (every field is also a key of the YAML config)."""
+
+    algo: str = "ppo"
+    """Algorithm: ppo, a2c, sac or td3 (stable-baselines3); with ``lib: rllib`` only ppo."""
+    lib: str = "sb3"
+    """Library: ``sb3`` (stable-baselines3) or ``rllib`` (Ray RLlib, extra ``ray``)."""
+    setting: str = "shared"
+    """shared (one policy, parameter sharing over all agents), independent (one policy per agent, trained
+    together) or single (one learner among fixed rule-based agents)."""
+    scenario: str = "default"
+    """Scenario name (``p2p-gym scenarios`` lists them)."""
+    mechanism: str = "uniform"
+    """Market mechanism: uniform, pay_as_bid, cda, bilateral, mmr, sdr, bill_sharing."""
+    grid: str = "linear"
+    """Grid check of the environment: none, linear or ac."""
+    peer_selection: bool = False
+    """Add per-peer scores to the action (partner choice in the bilateral market)."""
+    peer_k: int | None = None
+    """With peer selection: accept the k highest-scored peers (default: those with a positive score)."""
+    episode_steps: int = 96
+    """Steps per episode (96 = one day of 15-minute intervals)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Further keyword arguments of the environment (e.g. ``grid_policy: fee``, ``preference: distance``)."""
+    timesteps: int = 100_000
+    """Training budget in environment steps of the learner's own experience (``shared``: summed over all
+    agents, as each agent is one sub-env; ``independent``: per agent)."""
+    seed: int = 0
+    """Seed of the model, the environment days and the rule-based agents; part of the run name."""
+    out: str | None = None
+    """Run directory (default ``runs/<algo>-<setting>-<scenario>-<mechanism>[-peers]-s<seed>``)."""
+    agent: str | None = None
+    """``single``: the learner's agent id (default: the first agent)."""
+    others: str = "zi-c"
+    """``single``: the rule-based policy of the other agents (any name of :func:`agents.policy_from_name`,
+    e.g. ``zi-c``, ``truthful``, ``zi-c+random-k``)."""
+    n_envs: int = 1
+    """Copies of the environment stepped together (``shared``: each copy contributes all its agents)."""
+    rounds: int = 4
+    """``independent``: round-robin rounds; in each round every agent trains ``timesteps / rounds`` steps
+    against the others frozen at their current policy."""
+    normalize_obs: bool = False
+    """Normalise observations with running statistics (SB3 ``VecNormalize``; saved with the model)."""
+    normalize_reward: bool = False
+    """Scale rewards by a running estimate of the return's standard deviation (SB3 ``VecNormalize``)."""
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    """Hyperparameter overrides (merged over :data:`DEFAULT_HYPERPARAMS`; RLlib: :data:`RLLIB_PPO_DEFAULTS`)."""
+    eval_freq: int = 10_000
+    """Evaluate against the rule-based baselines every this many training steps (0: only at the end)."""
+    eval_episodes: int = 3
+    """Episodes per evaluation."""
+    eval_baselines: list[str] = field(default_factory=lambda: ["zi-c", "truthful"])
+    """Rule-based policies played in the learner's slots for comparison."""
+    checkpoint_freq: int = 50_000
+    """Save a checkpoint every this many training steps (0: none)."""
+    progress: bool = True
+    """Show a progress bar."""
+    device: str = "cpu"
+    """Torch device."""
+    torch_threads: int = 1
+    """``torch.set_num_threads``; 1 keeps small MLPs fast and runs reproducible."""
+    ray_address: str | None = None
+    """``lib: rllib``: address of an existing Ray cluster (default: start a local one)."""
+    ray_num_cpus: int = 2
+    """``lib: rllib``: CPUs of the local Ray cluster."""
+
+    def __post_init__(self) -> None:
+        _choice("algo", self.algo, ALGOS)
+        _choice("lib", self.lib, LIBS)
+        _choice("setting", self.setting, SETTINGS)
+        if self.lib == "rllib" and self.algo != "ppo":
+            raise TrainConfigError(f"algo: lib 'rllib' supports only 'ppo', got {self.algo!r}")
+        if self.lib == "rllib" and self.setting == "single":
+            raise TrainConfigError("setting: lib 'rllib' supports 'shared' and 'independent', got 'single'")
+        for name in ("timesteps", "episode_steps", "n_envs", "rounds", "eval_episodes", "torch_threads"):
+            if int(getattr(self, name)) < 1:
+                raise TrainConfigError(f"{name}: must be ≥ 1, got {getattr(self, name)!r}")
+        for name in ("eval_freq", "checkpoint_freq"):
+            if int(getattr(self, name)) < 0:
+                raise TrainConfigError(f"{name}: must be ≥ 0, got {getattr(self, name)!r}")
+        defaults = RLLIB_PPO_DEFAULTS if self.lib == "rllib" else DEFAULT_HYPERPARAMS[self.algo]
+        unknown = set(self.hyperparams) - set(defaults) - _EXTRA_HP.get(self.lib, set())
+        if unknown:
+            raise TrainConfigError(
+                f"hyperparams: unknown keys {sorted(unknown)} for {self.lib}/{self.algo}; known: {sorted(defaults)}"
+            )
+
+    @property
+    def run_name(self) -> str:
+        """``<algo>-<setting>-<scenario>-<mechanism>[-peers][-rllib]-s<seed>``."""
+        parts = [self.algo, self.setting, self.scenario, self.mechanism]
+        if self.peer_selection:
+            parts.append("peers")
+        if self.lib == "rllib":
+            parts.append("rllib")
+        return "-".join([*parts, f"s{self.seed}"])
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (``out`` or ``runs/<run_name>``)."""
+        return Path(self.out) if self.out else Path("runs") / self.run_name
+
+    @property
+    def resolved_hyperparams(self) -> dict[str, Any]:
+        """The algorithm's defaults with ``hyperparams`` merged over them."""
+        defaults = RLLIB_PPO_DEFAULTS if self.lib == "rllib" else DEFAULT_HYPERPARAMS[self.algo]
+        return {**defaults, **self.hyperparams}
+
+    @property
+    def env_config(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`p2p_gym.parallel_env`."""
+        cfg: dict[str, Any] = {
+            "scenario": self.scenario,
+            "mechanism": self.mechanism,
+            "grid": self.grid,
+            "peer_selection": self.peer_selection,
+            "episode_steps": self.episode_steps,
+        }
+        if self.peer_k is not None:
+            cfg["peer_k"] = self.peer_k
+        return {**cfg, **self.env_kwargs}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields, with the resolved hyperparameters and run directory (for config.yaml)."""
+        d = dataclasses.asdict(self)
+        d["hyperparams"] = self.resolved_hyperparams
+        d["out"] = str(self.run_dir)
+        return d
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved arguments as YAML."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainArgs:
+        """Build from a dict, rejecting unknown keys."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise TrainConfigError(f"config: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainArgs:
+        """Load from a YAML file (as written by :meth:`save`)."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise TrainConfigError(f"config: {path} must hold a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+
+#: Keys accepted in ``hyperparams`` besides the defaults (other constructor arguments of the models).
+_EXTRA_HP: dict[str, set[str]] = {
+    "sb3": {
+        "max_grad_norm",
+        "vf_coef",
+        "target_kl",
+        "use_sde",
+        "sde_sample_freq",
+        "policy_delay",
+        "target_policy_noise",
+        "target_noise_clip",
+        "ent_coef",
+        "normalize_advantage",
+        "clip_range_vf",
+        "rms_prop_eps",
+        "use_rms_prop",
+        "activation",
+        "log_std_init",
+    },
+    "rllib": {"entropy_coeff", "vf_loss_coeff", "kl_coeff", "grad_clip", "vf_clip_param", "use_kl_loss"},
+}
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise TrainConfigError(f"{name}: expected one of {list(allowed)}, got {value!r}")

@@ -1,0 +1,127 @@
+"""Policies for training and evaluation: trained models behind the :mod:`agents` protocol, rule-based
+baselines by name, and a roll-out loop that plays a policy per agent in the parallel environment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from p2p_gym.env import P2PMarketEnv, parallel_env
+
+
+class ModelPolicy:
+    """A trained model (stable-baselines3 ``predict`` or any ``obs -> action`` callable) with the
+    :mod:`agents` protocol ``act(obs, rng)``; applies the observation normalisation it was trained with.
+
+    Args:
+        model: an object with ``predict(obs, deterministic=True)`` or a callable ``obs -> action``.
+        normalizer: SB3 ``VecNormalize`` whose ``normalize_obs`` is applied first (``None``: raw obs).
+        deterministic: act with the mean action instead of sampling.
+    """
+
+    def __init__(self, model: Any, normalizer: Any = None, deterministic: bool = True) -> None:
+        self.model = model
+        self.normalizer = normalizer
+        self.deterministic = deterministic
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The model's action for one observation float[obs_dim] (``rng`` is unused)."""
+        x = np.asarray(obs, dtype=np.float32)
+        if self.normalizer is not None and getattr(self.normalizer, "norm_obs", False):
+            x = np.asarray(self.normalizer.normalize_obs(x[None])[0], dtype=np.float32)
+        if hasattr(self.model, "predict"):
+            return np.asarray(self.model.predict(x, deterministic=self.deterministic)[0], dtype=np.float32)
+        return np.asarray(self.model(x), dtype=np.float32)
+
+
+def rule_policy(name: str, env: P2PMarketEnv, agent_id: str) -> Any:
+    """A rule-based policy of :mod:`agents` by name (``zi-c``, ``truthful``, ``zi-c+random-k``, ...)."""
+    from agents import policy_from_name
+
+    return policy_from_name(name, env, agent_id)
+
+
+@dataclass(frozen=True)
+class PlayResult:
+    """Outcome of :func:`play`: per-agent mean episode reward and mean market KPIs."""
+
+    episode_reward: dict[str, float]  # agent id -> mean over episodes of the summed reward (currency)
+    episode_reward_std: dict[str, float]  # agent id -> standard deviation over episodes
+    market: dict[str, float]  # KPI name -> mean over all steps of the numeric entries of infos["market"]
+
+    def mean_over(self, agent_ids: list[str]) -> float:
+        """Mean episode reward over ``agent_ids``."""
+        return float(np.mean([self.episode_reward[a] for a in agent_ids]))
+
+
+PolicyFactory = Callable[[P2PMarketEnv, str], Any]
+
+
+def play(
+    env_config: Mapping[str, Any],
+    policies: Mapping[str, Any] | PolicyFactory,
+    episodes: int = 3,
+    seed: int = 0,
+) -> PlayResult:
+    """Play ``episodes`` episodes with one policy per agent.
+
+    Args:
+        env_config: keyword arguments of :func:`p2p_gym.parallel_env`.
+        policies: agent id -> policy (``act(obs, rng)``), or a factory ``(env, agent_id) -> policy`` called once
+            on a fresh environment (rule-based agents need the env to read its scenario).
+        episodes: number of episodes; episode ``e`` is reset with seed ``seed + e`` (so two calls with the same
+            seed play the same days).
+        seed: base seed.
+    """
+    env = parallel_env(**dict(env_config))
+    agent_ids = list(env.possible_agents)
+    pol = {a: policies(env, a) for a in agent_ids} if callable(policies) else dict(policies)
+    totals = np.zeros((episodes, len(agent_ids)))
+    kpi_sum: dict[str, float] = {}
+    kpi_n: dict[str, int] = {}
+    for e in range(episodes):
+        obs, _ = env.reset(seed=seed + e)
+        for p in pol.values():
+            if hasattr(p, "reset"):
+                p.reset()
+        done = False
+        while not done:
+            actions = {a: np.asarray(pol[a].act(obs[a], env.rng), dtype=np.float32) for a in agent_ids}
+            obs, rew, term, trunc, infos = env.step(actions)
+            totals[e] += [rew[a] for a in agent_ids]
+            for a in agent_ids:
+                if hasattr(pol[a], "observe_result"):
+                    pol[a].observe_result(infos[a])
+            for key, value in (infos[agent_ids[0]].get("market") or {}).items():
+                if isinstance(value, (int, float, np.number)) and math.isfinite(float(value)):
+                    kpi_sum[key] = kpi_sum.get(key, 0.0) + float(value)
+                    kpi_n[key] = kpi_n.get(key, 0) + 1
+            done = any(term.values()) or any(trunc.values())
+    env.close()
+    return PlayResult(
+        episode_reward={a: float(totals[:, i].mean()) for i, a in enumerate(agent_ids)},
+        episode_reward_std={a: float(totals[:, i].std()) for i, a in enumerate(agent_ids)},
+        market={k: kpi_sum[k] / kpi_n[k] for k in kpi_sum},
+    )
+
+
+def mixed_factory(
+    learned: Mapping[str, Any], fill: str, fill_learned_slots: str | None = None
+) -> PolicyFactory:
+    """A factory giving the learned policy in its slots and the rule ``fill`` elsewhere; with
+    ``fill_learned_slots`` the learned slots are played by that rule instead (the baseline comparison)."""
+
+    def factory(env: P2PMarketEnv, agent_id: str) -> Any:
+        if agent_id in learned:
+            return (
+                learned[agent_id]
+                if fill_learned_slots is None
+                else rule_policy(fill_learned_slots, env, agent_id)
+            )
+        return rule_policy(fill, env, agent_id)
+
+    return factory
