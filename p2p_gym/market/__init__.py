@@ -1,0 +1,37 @@
+"""Market clearing for p2p_gym: pure numpy (plus HiGHS for the bilateral LP), no gym/grid imports.
+
+* :class:`Orders` → :func:`clear` (``"uniform"``, ``"pay_as_bid"``, ``"cda"``, ``"bilateral"``) →
+  :class:`ClearingResult` with :class:`Trades`;
+* :class:`ContinuousDoubleAuction` for incremental order books;
+* :mod:`p2p_gym.market.pricing`: community pricing rules (mid-market rate, supply-demand ratio, bill
+  sharing) that need no bids;
+* :func:`settle` → :class:`Settlement`: per-agent bills with the grid as the outside option.
+
+Example:
+    >>> import numpy as np
+    >>> from p2p_gym import market
+    >>> book = market.Orders(agent=[0, 1, 2], is_buy=[True, False, False],
+    ...                      price=[0.25, 0.10, 0.15], quantity=[3.0, 2.0, 2.0])
+    >>> res = market.clear(book, "uniform", k=0.5)
+    >>> res.volume, round(res.clearing_price, 3)
+    (3.0, 0.2)
+"""
+
+from p2p_gym.market import pricing
+from p2p_gym.market.cda import ContinuousDoubleAuction
+from p2p_gym.market.clearing import MECHANISMS, clear
+from p2p_gym.market.settlement import Settlement, grid_only_bill, settle
+from p2p_gym.market.types import ClearingResult, Orders, Trades
+
+__all__ = [
+    "MECHANISMS",
+    "ClearingResult",
+    "ContinuousDoubleAuction",
+    "Orders",
+    "Settlement",
+    "Trades",
+    "clear",
+    "grid_only_bill",
+    "pricing",
+    "settle",
+]

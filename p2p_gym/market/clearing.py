@@ -1,0 +1,332 @@
+"""Market clearing: uniform-price and pay-as-bid call markets, the continuous double auction, and bilateral
+P2P matching with partner choice and preferences.
+
+Mechanisms (DOMAIN.md §4; 002_*.txt §4.2 for the double auctions, 003_*.txt for the cost-preference matrix):
+
+``"uniform"``
+    Call market with one price. Bids are sorted by price descending, asks ascending (ties: agent, then
+    quantity descending, so results do not depend on the order indices). The traded volume is the maximum
+    volume that one price can support, ``V = max_p min(D(p), S(p))`` with ``D(p)`` the kWh bid at ≥ p and
+    ``S(p)`` the kWh asked at ≤ p (the crossing of the step curves). Orders priced strictly better than the
+    marginal price level are filled completely; orders *at* the marginal level of the long side are rationed
+    **pro rata** to their quantity. The price is ``k·b* + (1 − k)·a*`` with ``b*`` the lowest accepted bid and
+    ``a*`` the highest accepted ask (k-double auction). Where the curves overlap on a horizontal segment,
+    ``b* = a*`` and the price is that segment's price whatever ``k``; where they meet on a vertical segment,
+    ``b* > a*`` and ``k`` splits the gap. Every accepted bid is ≥ the price ≥ every accepted ask.
+``"pay_as_bid"``
+    Discriminatory: the same accepted quantities as ``"uniform"``; the bid and ask curves are walked in sort
+    order and each matched (bid, ask) segment trades at the pair's own k-price ``k·bid + (1 − k)·ask``
+    (``k = 0.5``: the midpoint). ``clearing_price`` is the volume-weighted mean trade price.
+``"cda"``
+    Continuous double auction (:class:`~p2p_gym.market.cda.ContinuousDoubleAuction`); the array order is the
+    arrival order. ``clearing_price`` is the last trade price.
+``"bilateral"``
+    P2P matching: bid i (agent b) and ask j (agent s) may trade only if ``partners[b, s]`` and
+    ``partners[s, b]`` (mutual acceptance) and ``b ≠ s``. The quantities ``x_ij ≥ 0`` maximise the traded net
+    surplus ``Σ (bid_i − ask_j − β[b, s] − β[s, b]) · x_ij`` subject to ``Σ_j x_ij ≤ q_i`` and
+    ``Σ_i x_ij ≤ q_j`` (a transportation LP, solved exactly by HiGHS' primal simplex); only pairs with
+    strictly positive net surplus trade. β (``preference``) is a non-monetary cost per kWh that each side
+    attaches to trading with the other (distance, CO₂, a DSO incentive as 003 Scenario 3); it changes who
+    matches but is not paid to anyone. Each trade is priced by the pair's k-price ``k·bid + (1 − k)·ask``.
+
+Self-trades never happen: in the call markets a segment that would pair an agent with itself is dropped (it
+would change neither the agent's net position nor anyone's money), the CDA skips the agent's own standing
+orders, and the bilateral LP has no self edges. ``rng`` is accepted for API symmetry; every mechanism here is
+deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from p2p_gym.errors import MarketError
+from p2p_gym.market.types import ClearingResult, FloatArray, IntArray, Orders, Trades
+
+__all__ = ["MECHANISMS", "clear"]
+
+MECHANISMS: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral")
+
+
+def clear(
+    orders: Orders,
+    mechanism: str,
+    *,
+    k: float = 0.5,
+    partners: ArrayLike | None = None,
+    preference: ArrayLike | None = None,
+    n_agents: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> ClearingResult:
+    """Clear a book of orders with one of :data:`MECHANISMS` (semantics in the module docstring).
+
+    Args:
+        orders: the book.
+        mechanism: ``"uniform"``, ``"pay_as_bid"``, ``"cda"`` or ``"bilateral"``.
+        k: k-pricing weight in [0, 1]: a price is ``k·bid + (1 − k)·ask`` (1 favours sellers).
+        partners: bool[N, N], ``partners[i, j]``: agent i accepts agent j (``"bilateral"`` only; default all).
+        preference: float[N, N] ≥ 0, β[i, j] cost per kWh agent i attaches to trading with j
+            (``"bilateral"`` only; default 0).
+        n_agents: number of agents N (default: max agent index + 1); sizes ``partners``/``preference``.
+        rng: unused (all mechanisms are deterministic); accepted so callers can pass one uniformly.
+
+    Returns:
+        The trades, the fill of every order and the clearing price (nan without trades).
+
+    Raises:
+        MarketError: unknown mechanism, ``k`` outside [0, 1], bad ``partners``/``preference``/``n_agents``.
+    """
+    del rng
+    if not isinstance(orders, Orders):
+        raise MarketError(f"orders: must be an Orders instance, got {type(orders).__name__}")
+    if mechanism not in MECHANISMS:
+        raise MarketError(f"mechanism: must be one of {list(MECHANISMS)}, got {mechanism!r}")
+    k = float(k)
+    if not 0.0 <= k <= 1.0:
+        raise MarketError(f"k: must be in [0, 1], got {k!r}")
+    n = _n_agents(orders, n_agents)
+    if mechanism == "bilateral":
+        part = _partners(partners, n)
+        pref = _preference(preference, n)
+        return _bilateral(orders, k, part, pref)
+    if partners is not None or preference is not None:
+        raise MarketError(
+            f"partners/preference: only used by mechanism 'bilateral', got mechanism {mechanism!r}"
+        )
+    if mechanism == "cda":
+        from p2p_gym.market.cda import ContinuousDoubleAuction
+
+        return ContinuousDoubleAuction().run(orders)
+    return _call_market(orders, k, discriminatory=mechanism == "pay_as_bid")
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def _n_agents(orders: Orders, n_agents: int | None) -> int:
+    top = orders.n_agents
+    if n_agents is None:
+        return top
+    if isinstance(n_agents, bool) or not isinstance(n_agents, int | np.integer) or n_agents < top:
+        raise MarketError(f"n_agents: must be an integer >= max agent index + 1 = {top}, got {n_agents!r}")
+    return int(n_agents)
+
+
+def _square(name: str, value: ArrayLike, n: int) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.shape != (n, n):
+        raise MarketError(f"{name}: must have shape ({n}, {n}) (n_agents × n_agents), got {arr.shape}")
+    return arr
+
+
+def _partners(partners: ArrayLike | None, n: int) -> np.ndarray:
+    if partners is None:
+        return np.ones((n, n), dtype=bool)
+    arr = _square("partners", partners, n)
+    if arr.dtype.kind != "b":
+        if arr.dtype.kind not in "iuf" or np.any((arr != 0) & (arr != 1)):
+            raise MarketError(f"partners: must be booleans (or 0/1), got dtype {arr.dtype}")
+        arr = arr.astype(bool)
+    return arr
+
+
+def _preference(preference: ArrayLike | None, n: int) -> np.ndarray | None:
+    if preference is None:
+        return None
+    arr = _square("preference", preference, n)
+    if arr.dtype.kind not in "biuf":
+        raise MarketError(f"preference: must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise MarketError(f"preference: must be finite, got {arr[~np.isfinite(arr)][0]!r}")
+    if np.any(arr < 0):
+        raise MarketError(f"preference: must be >= 0 (a cost per kWh), got {arr[arr < 0][0]!r}")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------- call market
+
+
+def _sides(orders: Orders) -> tuple[IntArray, IntArray]:
+    """Order indices of the bids (price desc) and asks (price asc) with positive quantity.
+
+    Ties are broken by agent, then by quantity descending; only identical orders of one agent keep their
+    index order, which cannot change any agent's totals.
+    """
+    q, p, a = orders.quantity, orders.price, orders.agent
+    live = q > 0
+    bids = np.flatnonzero(orders.is_buy & live)
+    asks = np.flatnonzero(~orders.is_buy & live)
+    bids = bids[np.lexsort((-q[bids], a[bids], -p[bids]))]
+    asks = asks[np.lexsort((-q[asks], a[asks], p[asks]))]
+    return bids, asks
+
+
+def _level_fill(price: FloatArray, qty: FloatArray, volume: float, descending: bool) -> FloatArray:
+    """Fill of sorted orders for ``volume``: full above the marginal price level, pro rata at it."""
+    cum = np.cumsum(qty)
+    m = min(int(np.searchsorted(cum, volume, side="left")), len(cum) - 1)
+    marginal = price[m]
+    if descending:
+        above = price > marginal
+    else:
+        above = price < marginal
+    at = price == marginal
+    rest = volume - float(qty[above].sum())
+    level = float(qty[at].sum())
+    fill = np.where(above, qty, 0.0)
+    fill[at] = qty[at] * (min(max(rest, 0.0), level) / level)
+    return fill
+
+
+def _call_market(orders: Orders, k: float, discriminatory: bool) -> ClearingResult:
+    n_orders = len(orders)
+    bids, asks = _sides(orders)
+    if not len(bids) or not len(asks):
+        return ClearingResult.empty(n_orders)
+    pb, qb = orders.price[bids], orders.quantity[bids]
+    pa, qa = orders.price[asks], orders.quantity[asks]
+    cum_b, cum_a = np.cumsum(qb), np.cumsum(qa)
+    # D(p) = kWh bid at >= p, S(p) = kWh asked at <= p, evaluated at every order price.
+    cand = np.concatenate([pb, pa])
+    n_d = np.searchsorted(-pb, -cand, side="right")
+    n_s = np.searchsorted(pa, cand, side="right")
+    demand = np.where(n_d > 0, cum_b[np.maximum(n_d - 1, 0)], 0.0)
+    supply = np.where(n_s > 0, cum_a[np.maximum(n_s - 1, 0)], 0.0)
+    volume = float(np.max(np.minimum(demand, supply)))
+    if volume <= 0.0:
+        return ClearingResult.empty(n_orders)
+    fb = _level_fill(pb, qb, volume, descending=True)
+    fa = _level_fill(pa, qa, volume, descending=False)
+    b_star = float(pb[fb > 0].min())
+    a_star = float(pa[fa > 0].max())
+    uniform_price = k * b_star + (1.0 - k) * a_star
+    # Walk both filled curves: each segment between consecutive cumulative breakpoints is one trade.
+    used_b, used_a = np.flatnonzero(fb > 0), np.flatnonzero(fa > 0)
+    cb, ca = np.cumsum(fb[used_b]), np.cumsum(fa[used_a])
+    top = min(cb[-1], ca[-1])
+    edges = np.unique(np.concatenate([[0.0], cb, ca]))
+    edges = edges[edges <= top]
+    seg = np.diff(edges)
+    mid = edges[:-1] + 0.5 * seg
+    tol = 1e-12 * max(1.0, volume)
+    keep = seg > tol
+    seg, mid = seg[keep], mid[keep]
+    ib = used_b[np.minimum(np.searchsorted(cb, mid, side="right"), len(cb) - 1)]
+    ia = used_a[np.minimum(np.searchsorted(ca, mid, side="right"), len(ca) - 1)]
+    buy_order, sell_order = bids[ib], asks[ia]
+    buyer, seller = orders.agent[buy_order], orders.agent[sell_order]
+    own = buyer != seller
+    if discriminatory:
+        price = k * pb[ib] + (1.0 - k) * pa[ia]
+    else:
+        price = np.full(len(seg), uniform_price)
+    trades = Trades(buy_order[own], sell_order[own], buyer[own], seller[own], seg[own], price[own])
+    return _result(trades, n_orders, None if discriminatory else uniform_price)
+
+
+def _result(trades: Trades, n_orders: int, price: float | None) -> ClearingResult:
+    """Wrap trades: fills by bincount; price = given, else volume-weighted mean (nan without trades)."""
+    if not len(trades):
+        return ClearingResult.empty(n_orders)
+    q = trades.quantity
+    filled = np.bincount(trades.buy_order, q, n_orders) + np.bincount(trades.sell_order, q, n_orders)
+    if price is None:
+        price = float(trades.price @ q / q.sum())
+    return ClearingResult(trades=trades, filled=filled, clearing_price=price)
+
+
+# ------------------------------------------------------------------------------------------------ bilateral
+
+
+def _bilateral(
+    orders: Orders, k: float, partners: np.ndarray, preference: np.ndarray | None
+) -> ClearingResult:
+    n_orders = len(orders)
+    q, p, a = orders.quantity, orders.price, orders.agent
+    live = q > 0
+    # Canonical order (agent, price, quantity) so the LP, hence the solution, ignores the order indices.
+    bids = np.flatnonzero(orders.is_buy & live)
+    asks = np.flatnonzero(~orders.is_buy & live)
+    bids = bids[np.lexsort((q[bids], p[bids], a[bids]))]
+    asks = asks[np.lexsort((q[asks], p[asks], a[asks]))]
+    if not len(bids) or not len(asks):
+        return ClearingResult.empty(n_orders)
+    ab, aa = a[bids], a[asks]
+    weight = p[bids][:, None] - p[asks][None, :]
+    if preference is not None:
+        weight = weight - preference[ab][:, aa] - preference[aa][:, ab].T
+    ok = (weight > 0) & partners[ab][:, aa] & partners[aa][:, ab].T & (ab[:, None] != aa[None, :])
+    ii, jj = np.nonzero(ok)
+    if not len(ii):
+        return ClearingResult.empty(n_orders)
+    x = _transport_lp(weight[ii, jj], ii, jj, q[bids], q[asks])
+    # Remove solver noise: drop dust and scale so that no order is overfilled even by rounding.
+    tol = 1e-12 * max(1.0, float(q.max()))
+    x = np.where(x > tol, x, 0.0)
+    fill_b = np.bincount(ii, x, len(bids))
+    fill_a = np.bincount(jj, x, len(asks))
+    rb = np.minimum(1.0, np.divide(q[bids], fill_b, out=np.ones(len(bids)), where=fill_b > 0))
+    ra = np.minimum(1.0, np.divide(q[asks], fill_a, out=np.ones(len(asks)), where=fill_a > 0))
+    x = x * np.minimum(rb[ii], ra[jj])
+    pos = x > 0
+    ii, jj, x = ii[pos], jj[pos], x[pos]
+    bo, so = bids[ii], asks[jj]
+    price = k * p[bo] + (1.0 - k) * p[so]
+    return _result(Trades(bo, so, a[bo], a[so], x, price), n_orders, None)
+
+
+def _transport_lp(
+    w: FloatArray, ii: IntArray, jj: IntArray, cap_b: FloatArray, cap_a: FloatArray
+) -> FloatArray:
+    """max Σ w_e x_e s.t. Σ_{e at bid i} x_e ≤ cap_b[i], Σ_{e at ask j} x_e ≤ cap_a[j], x ≥ 0 (exact LP)."""
+    nb, m = len(cap_b), len(w)
+    try:
+        import highspy
+    except ImportError:  # pragma: no cover - highspy ships with cvxpy, a core dependency
+        return _transport_linprog(w, ii, jj, cap_b, cap_a)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("simplex_strategy", 4)  # primal simplex: ~10× faster than dual on these LPs
+    h.setOptionValue("primal_feasibility_tolerance", 1e-10)
+    h.setOptionValue("dual_feasibility_tolerance", 1e-10)
+    lp = highspy.HighsLp()
+    lp.num_col_ = m
+    lp.num_row_ = nb + len(cap_a)
+    lp.col_cost_ = -w
+    lp.col_lower_ = np.zeros(m)
+    lp.col_upper_ = np.full(m, highspy.kHighsInf)
+    lp.row_lower_ = np.full(lp.num_row_, -highspy.kHighsInf)
+    lp.row_upper_ = np.concatenate([cap_b, cap_a])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.arange(0, 2 * m + 1, 2, dtype=np.int32)
+    index = np.empty(2 * m, dtype=np.int32)
+    index[0::2] = ii
+    index[1::2] = nb + jj
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = np.ones(2 * m)
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise MarketError(f"bilateral: LP solver status must be optimal, got {h.modelStatusToString(status)}")
+    return np.asarray(h.getSolution().col_value, dtype=np.float64)
+
+
+def _transport_linprog(
+    w: FloatArray, ii: IntArray, jj: IntArray, cap_b: FloatArray, cap_a: FloatArray
+) -> FloatArray:  # pragma: no cover - fallback without highspy
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix
+
+    nb, m = len(cap_b), len(w)
+    cols = np.arange(m)
+    a_ub = csr_matrix((np.ones(2 * m), (np.concatenate([ii, nb + jj]), np.concatenate([cols, cols]))))
+    res: Any = linprog(
+        -w, A_ub=a_ub, b_ub=np.concatenate([cap_b, cap_a]), bounds=(0, None), method="highs-ds"
+    )
+    if res.status != 0:
+        raise MarketError(f"bilateral: LP solver status must be optimal (0), got {res.status}: {res.message}")
+    return np.asarray(res.x, dtype=np.float64)
