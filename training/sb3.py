@@ -135,6 +135,7 @@ class Evaluator:
         self.seed = args.seed + 1_000_000
         self._baselines: dict[str, PlayResult] | None = None
         self.rows: list[dict[str, float]] = []
+        self.last: PlayResult | None = None
 
     def baselines(self) -> dict[str, PlayResult]:
         """Per baseline name, the play result with the learned slots played by that rule (cached)."""
@@ -155,6 +156,7 @@ class Evaluator:
         result = play(
             self.args.env_config, mixed_factory(learned, self.args.others), self.args.eval_episodes, self.seed
         )
+        self.last = result
         row: dict[str, float] = {"timesteps": float(timesteps), "learner": result.mean_over(self.slots)}
         for name, base in self.baselines().items():
             row[name] = base.mean_over(self.slots)
@@ -317,6 +319,13 @@ def _train_independent(args: TrainArgs, run: Path) -> None:
             if args.eval_freq or r == args.rounds - 1:
                 row = evaluator.evaluate(live, (r + 1) * chunk)
                 bar.set_postfix(learner=f"{row['learner']:.3f}")
+                assert evaluator.last is not None
+                for a in agent_ids:  # each learner's own slot, next to the population means
+                    models[a].logger.record("eval/own_slot", evaluator.last.episode_reward[a])
+                    for key, value in row.items():
+                        if key != "timesteps":
+                            models[a].logger.record(f"eval/{key}", value)
+                    models[a].logger.dump(models[a].num_timesteps)
     for a in agent_ids:
         models[a].save(run / "agents" / a / MODEL_FILE)
         if norms[a] is not None:
