@@ -196,12 +196,14 @@ def _call_market(orders: Orders, k: float, discriminatory: bool) -> ClearingResu
     demand = np.where(n_d > 0, cum_b[np.maximum(n_d - 1, 0)], 0.0)
     supply = np.where(n_s > 0, cum_a[np.maximum(n_s - 1, 0)], 0.0)
     volume = float(np.max(np.minimum(demand, supply)))
-    if volume <= 0.0:
+    tol = 1e-12 * max(1.0, volume)  # dust: float mismatch of the two cumulative curves
+    if volume <= tol:
         return ClearingResult.empty(n_orders)
     fb = _level_fill(pb, qb, volume, descending=True)
     fa = _level_fill(pa, qa, volume, descending=False)
-    b_star = float(pb[fb > 0].min())
-    a_star = float(pa[fa > 0].max())
+    # Marginal accepted prices among orders that really trade (a dust fill ≤ tol is dropped below).
+    b_star = float(pb[fb > tol].min()) if np.any(fb > tol) else float(pb[fb > 0].min())
+    a_star = float(pa[fa > tol].max()) if np.any(fa > tol) else float(pa[fa > 0].max())
     uniform_price = k * b_star + (1.0 - k) * a_star
     # Walk both filled curves: each segment between consecutive cumulative breakpoints is one trade.
     used_b, used_a = np.flatnonzero(fb > 0), np.flatnonzero(fa > 0)
@@ -211,7 +213,6 @@ def _call_market(orders: Orders, k: float, discriminatory: bool) -> ClearingResu
     edges = edges[edges <= top]
     seg = np.diff(edges)
     mid = edges[:-1] + 0.5 * seg
-    tol = 1e-12 * max(1.0, volume)
     keep = seg > tol
     seg, mid = seg[keep], mid[keep]
     ib = used_b[np.minimum(np.searchsorted(cb, mid, side="right"), len(cb) - 1)]
