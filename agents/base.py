@@ -84,6 +84,7 @@ class BiddingRule:
         self.n_actions = int(n_actions)
         # last quote: is_buy, x quoted, feed_in, retail, whether an order was placed (non-zero position)
         self._last: tuple[bool, float, float, float, bool] | None = None
+        self.position = 0.0  # position (power-scale units, after the battery) of the order being quoted
 
     def price_x(self, obs: np.ndarray, is_buy: bool, rng: np.random.Generator) -> float:
         """Normalised limit price in ``[0, 1]`` (0 = feed-in, 1 = retail). Subclasses override."""
@@ -105,9 +106,10 @@ class BiddingRule:
             position: the agent's position after the battery in power-scale units (default: ``net``); an
                 order is considered placed when it is non-zero.
         """
+        pos = feature(obs, "net") if position is None else float(position)
+        self.position = pos  # read by rules that need the size of the order (BestResponse)
         x = float(np.clip(self.price_x(obs, is_buy, rng), 0.0, 1.0))
         q = float(np.clip(self.quantity_fraction(obs, is_buy), 0.0, 1.0))
-        pos = feature(obs, "net") if position is None else float(position)
         placed = abs(pos) > 1e-6 and q > 0
         self._last = (bool(is_buy), x, feature(obs, "feed_in_price"), feature(obs, "retail_price"), placed)
         return action_from_price(x), 2.0 * q - 1.0
@@ -137,7 +139,8 @@ def last_fill(info: dict[str, Any], is_buy: bool) -> float:
 
 def normalised_clearing_price(info: dict[str, Any], feed_in: float, retail: float) -> float:
     """The last public clearing price of ``info["market"]`` as a normalised price (NaN if none)."""
-    price = float(info.get("market", {}).get("clearing_price", np.nan))
+    value = (info.get("market") or {}).get("clearing_price")
+    price = float(value) if value is not None else float("nan")
     if not np.isfinite(price) or retail <= feed_in:
         return float("nan")
     return (price - feed_in) / (retail - feed_in)

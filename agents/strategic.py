@@ -154,7 +154,9 @@ class BestResponse(BiddingRule):
         n_actions: length of the env's action vector (default: the env's).
     """
 
-    def __init__(self, env: Any = None, agent_id: str | None = None, grid: int = 21, n_actions: int = 3) -> None:
+    def __init__(
+        self, env: Any = None, agent_id: str | None = None, grid: int = 21, n_actions: int = 3
+    ) -> None:
         super().__init__(n_actions)
         if grid < 2:
             raise ValueError(f"grid: must be at least 2, got {grid!r}")
@@ -172,12 +174,18 @@ class BestResponse(BiddingRule):
         others = self._others_book(is_buy)
         if others is None or retail <= feed_in:
             last = feature(obs, "last_clearing_price")
-            return float(np.clip((last - feed_in) / (retail - feed_in), 0.0, 1.0)) if retail > feed_in else 0.5
-        qty = abs(feature(obs, "net")) * float(env.power_scale[self.index]) * float(env.dt)
+            return (
+                float(np.clip((last - feed_in) / (retail - feed_in), 0.0, 1.0)) if retail > feed_in else 0.5
+            )
+        qty = abs(self.position) * float(env.power_scale[self.index]) * float(env.dt)
         if qty <= 1e-9:
             return 1.0 if is_buy else 0.0
-        money = np.array([self.payoff(others, is_buy, qty, feed_in + x * (retail - feed_in), feed_in, retail)
-                          for x in self.grid])
+        money = np.array(
+            [
+                self.payoff(others, is_buy, qty, feed_in + x * (retail - feed_in), feed_in, retail)
+                for x in self.grid
+            ]
+        )
         order = self.grid[::-1] if is_buy else self.grid  # truthful end first: ties go to it
         values = money[::-1] if is_buy else money
         return float(order[int(np.argmax(values >= values.max() - 1e-12))])
@@ -195,7 +203,9 @@ class BestResponse(BiddingRule):
             return None
         return Orders(book.agent[keep], book.is_buy[keep], book.price[keep], book.quantity[keep])
 
-    def payoff(self, others: Any, is_buy: bool, qty: float, price: float, feed_in: float, retail: float) -> float:
+    def payoff(
+        self, others: Any, is_buy: bool, qty: float, price: float, feed_in: float, retail: float
+    ) -> float:
         """Money of this step if its order (``qty`` kWh at ``price``) meets ``others`` (the rest at the grid)."""
         from p2p_gym.market import Orders, clear
 

@@ -267,7 +267,7 @@ class ZIP(BiddingRule):
         if not np.isfinite(q):
             return
         if rng is None:
-            rng = np.random.default_rng(int(info.get("market", {}).get("t", 0)))
+            rng = np.random.default_rng(int((info.get("market") or {}).get("t") or 0))
         traded = last_fill(info, is_buy) > 1e-12
         if not (traded or placed):
             return  # no order: nothing was rejected
