@@ -99,7 +99,7 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         for a, p in policies.items():
             if hasattr(p, "observe_result"):
                 p.observe_result(infos[a])
-        m = infos[env.possible_agents[0]]["market"]
+        m = {k: (math.nan if v is None else v) for k, v in infos[env.possible_agents[0]]["market"].items()}
         ag = [infos[a] for a in env.possible_agents]
         bills += [i["bill"] for i in ag]
         grid_only += [i["grid_only_bill"] for i in ag]
@@ -110,7 +110,10 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         out = env.last_outcome
         if out is not None and out.report is not None and out.report.converged:
             line_max = np.maximum(line_max, out.report.line_loading_pct)
-        g = m["grid"] or {}
+        g = {
+            k: (math.nan if v is None else v)
+            for k, v in (m["grid"] if isinstance(m["grid"], dict) else {}).items()
+        }
         t = m["t"]
         steps.append(
             {

@@ -2,6 +2,9 @@
 
 The core (``p2p_gym.market``, ``p2p_gym.optim``, ``p2p_gym.grid``, ``p2p_gym.scenarios``) imports lazily, so
 ``import p2p_gym.market`` does not pull in gymnasium, pettingzoo or pandapower.
+
+``p2p_gym.parallel_env(...)`` builds the parallel PettingZoo environment and ``p2p_gym.env(...)`` the AEC one
+(``p2p_gym.env`` is the environment subpackage, which is callable).
 """
 
 from __future__ import annotations
@@ -20,18 +23,19 @@ from p2p_gym.errors import (
 __version__ = "0.1.0"
 
 
+def __getattr__(name: str) -> Any:
+    if name == "env":  # the callable subpackage p2p_gym.env (AEC constructor)
+        import importlib
+
+        return importlib.import_module("p2p_gym.env")
+    raise AttributeError(f"module 'p2p_gym' has no attribute {name!r}")
+
+
 def parallel_env(*args: Any, **kwargs: Any) -> Any:
     """The parallel PettingZoo environment; see :class:`p2p_gym.env.P2PMarketEnv`."""
     from p2p_gym.env import parallel_env as _parallel_env
 
     return _parallel_env(*args, **kwargs)
-
-
-def env(**kwargs: Any) -> Any:
-    """The AEC PettingZoo environment."""
-    from p2p_gym.env import env as _env
-
-    return _env(**kwargs)
 
 
 def make(task_id: str, **overrides: Any) -> Any:
@@ -49,7 +53,6 @@ __all__ = [
     "P2PGymError",
     "ScenarioError",
     "__version__",
-    "env",
     "make",
     "parallel_env",
 ]

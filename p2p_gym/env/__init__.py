@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 from pettingzoo.utils import conversions, wrappers
@@ -56,3 +58,14 @@ __all__ = [
     "parallel_env",
     "step_optimum",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``p2p_gym.env`` is both this subpackage and the AEC constructor ``p2p_gym.env(**kwargs)`` of the API
+    (PettingZoo's convention): calling the module builds the AEC environment."""
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return env(**kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -24,6 +24,8 @@ MECHANISMS = AUCTIONS + COMMUNITY_RULES
 GRIDS = ("none", "linear", "ac")
 GRID_POLICIES = ("report", "block", "fee")
 REWARDS = ("money", "savings")
+#: Observations are clipped to [-OBS_BOUND, OBS_BOUND] (powers are normalised, prices are per kWh).
+OBS_BOUND = 10.0
 
 #: Names of the observation features, in order (before forecasts and book statistics).
 OBS_FEATURES = (
@@ -88,7 +90,7 @@ class P2PMarketEnv(ParallelEnv):
     Under the community rules (``mmr``, ``sdr``, ``bill_sharing``) prices come from the rule and only the
     quantity and battery entries matter.
 
-    **Observation space** (per agent): ``Box(-inf, inf, (11 + 2·forecast_steps [+ 3],))``, float32: the features
+    **Observation space** (per agent): ``Box(-10, 10, (11 + 2·forecast_steps [+ 3],))``, float32: the features
     of :data:`OBS_FEATURES` (powers in units of the agent's power scale = its largest load, PV, battery or
     generation power), then forecasts of own load and PV for the next ``forecast_steps`` steps, then (with
     ``book_stats=True``) last step's total offered supply and demand (kWh, per agent mean) and P2P volume.
@@ -103,7 +105,8 @@ class P2PMarketEnv(ParallelEnv):
     ``grid_export_kwh``, ``fees``, ``penalty``, ``production_cost``, ``clipped_actions``,
     ``nonfinite_actions``, ``soc``; and ``"market"`` (the same dict object for every agent): clearing price,
     volume, number of trades, blocked volume, welfare, welfare without trading, optimum (with
-    ``compute_optimum=True``), efficiency, money and energy balance residuals, grid KPIs.
+    ``compute_optimum=True``), efficiency, money and energy balance residuals, grid KPIs. Values that are
+    undefined in a step (no clearing price, no possible gain, a failed power flow) are ``None``.
 
     Args:
         scenario: a scenario name or :class:`~p2p_gym.scenarios.Scenario`.
@@ -237,8 +240,8 @@ class P2PMarketEnv(ParallelEnv):
         self._n_act = 3 + (n - 1 if self.peer_selection else 0)
         self._n_obs = len(OBS_FEATURES) + 2 * self.forecast_steps + (3 if self.book_stats else 0)
         self._act_space = gymnasium.spaces.Box(-1.0, 1.0, (self._n_act,), np.float32)
-        self._obs_space = gymnasium.spaces.Box(-np.inf, np.inf, (self._n_obs,), np.float32)
-        self._state_space = gymnasium.spaces.Box(-np.inf, np.inf, (n * self._n_obs,), np.float32)
+        self._obs_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (self._n_obs,), np.float32)
+        self._state_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (n * self._n_obs,), np.float32)
         self.rng = np.random.default_rng()
         self._t0 = 0
         self._step = 0
@@ -350,9 +353,7 @@ class P2PMarketEnv(ParallelEnv):
         self._soc = np.clip(self._soc - np.where(kw > 0, kw / eff, kw * eff) * self.dt, 0.0, sc.battery_kwh)
         return kw
 
-    def _orders(
-        self, t: int, act: np.ndarray, battery_kw: np.ndarray
-    ) -> tuple[Any, np.ndarray | None]:
+    def _orders(self, t: int, act: np.ndarray, battery_kw: np.ndarray) -> tuple[Any, np.ndarray | None]:
         sc = self.scenario
         position = (sc.pv_kw[t] - sc.load_kw[t] + battery_kw) * self.dt  # kWh, before dispatchable generation
         retail, feed_in = sc.retail_price[t], sc.feed_in_price[t]
@@ -552,9 +553,10 @@ class P2PMarketEnv(ParallelEnv):
             "energy_balance_kwh": float(
                 out.injection_kw.sum() * self.dt - (st.grid_export_kwh.sum() - st.grid_import_kwh.sum())
             ),
-            "grid": report.as_dict() if report is not None else None,
+            "grid": _nan_to_none(report.as_dict()) if report is not None else None,
             "penalty_total": float(out.penalty.sum()),
         }
+        market_info = _nan_to_none(market_info)
         obs = self._observations()
         rewards, infos = {}, {}
         for i, a in enumerate(self.possible_agents):
@@ -611,7 +613,8 @@ class P2PMarketEnv(ParallelEnv):
             parts += [(sc.load_kw[idx] / scale).T, (sc.pv_kw[idx] / scale).T]
         if self.book_stats:
             parts.append(np.broadcast_to(self._last_book, (self.n, 3)))
-        return np.concatenate(parts, axis=1).astype(np.float32) if len(parts) > 1 else obs.astype(np.float32)
+        out = np.concatenate(parts, axis=1) if len(parts) > 1 else obs
+        return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)
 
     def _observations(self) -> dict[str, np.ndarray]:
         m = self._obs_matrix()
@@ -714,6 +717,12 @@ def _drop_trades(result: Any, drop: np.ndarray) -> Any:
     k = len(result.filled)
     filled = np.bincount(kept.buy_order, kept.quantity, k) + np.bincount(kept.sell_order, kept.quantity, k)
     return dataclasses.replace(result, trades=kept, filled=filled)
+
+
+def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:
+    """Undefined values (no clearing price, no possible gain, failed power flow) are ``None`` in infos, so that
+    infos compare equal between identical runs (NaN != NaN)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
