@@ -17,6 +17,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/p2p-gym scenarios
+	$(BIN)/p2p-gym run --scenario default --mechanism uniform --agents zi-c --days 7 --start-day 172 --grid ac --seed 0 --out out/run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
