@@ -9,7 +9,9 @@ from p2p_gym.market import Orders
 
 PRICES = st.integers(1, 12).map(lambda i: i / 20.0)  # 0.05 .. 0.60 per kWh, many ties
 # Quantities on a 1e-4 grid: the engine drops dust below 1e-12 kWh, an ambiguity the tests need not probe.
-QUANTITIES = st.one_of(st.integers(0, 6).map(float), st.floats(0.0, 5.0, allow_nan=False).map(lambda x: round(x, 4)))
+QUANTITIES = st.one_of(
+    st.integers(0, 6).map(float), st.floats(0.0, 5.0, allow_nan=False).map(lambda x: round(x, 4))
+)
 
 
 @st.composite

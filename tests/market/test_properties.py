@@ -125,7 +125,12 @@ def test_bilateral_optimal_and_respects_partners(case, k: float) -> None:  # typ
     assert np.all(partners[tr.buyer, tr.seller] & partners[tr.seller, tr.buyer])
     surplus = float(
         (
-            (book.price[tr.buy_order] - book.price[tr.sell_order] - pref[tr.buyer, tr.seller] - pref[tr.seller, tr.buyer])
+            (
+                book.price[tr.buy_order]
+                - book.price[tr.sell_order]
+                - pref[tr.buyer, tr.seller]
+                - pref[tr.seller, tr.buyer]
+            )
             * tr.quantity
         ).sum()
     )
@@ -148,7 +153,12 @@ def test_bilateral_full_partners_matches_welfare_of_uniform(book: Orders) -> Non
     tr = res.trades
     surplus = float(((book.price[tr.buy_order] - book.price[tr.sell_order]) * tr.quantity).sum())
     expected = reference.bilateral_optimum(
-        book.agent.tolist(), book.is_buy.tolist(), book.price.tolist(), book.quantity.tolist(), ones, np.zeros((6, 6))
+        book.agent.tolist(),
+        book.is_buy.tolist(),
+        book.price.tolist(),
+        book.quantity.tolist(),
+        ones,
+        np.zeros((6, 6)),
     )
     assert surplus == pytest.approx(expected, abs=1e-7)
 
