@@ -1,0 +1,20 @@
+"""The README's quickstart runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_quickstart_runs(capsys) -> None:  # type: ignore[no-untyped-def]
+    text = README.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "README has no python code block"
+    quickstart = blocks[0]
+    namespace: dict = {}
+    exec(compile(quickstart, "README-quickstart", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "of the optimum" in out and "max line loading" in out
+    assert namespace["env"].agents == []  # the episode ran to its end
