@@ -171,6 +171,9 @@ class BestResponse(BiddingRule):
         env = self.env
         if env is not None and env.mechanism not in ("uniform", "pay_as_bid", "cda", "bilateral"):
             return 1.0 if is_buy else 0.0
+        if env is not None:  # exact tariffs (the float32 observation rounds them)
+            t = min(env.t, env.scenario.n_steps - 1)
+            feed_in, retail = float(env.scenario.feed_in_price[t]), float(env.scenario.retail_price[t])
         others = self._others_book(is_buy)
         if others is None or retail <= feed_in:
             last = feature(obs, "last_clearing_price")

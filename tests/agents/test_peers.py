@@ -24,7 +24,9 @@ from p2p_gym.market import Trades
 
 @pytest.fixture(scope="module")
 def tiny_env():
-    return p2p_gym.parallel_env("tiny", mechanism="bilateral", grid="none", peer_selection=True, episode_steps=96)
+    return p2p_gym.parallel_env(
+        "tiny", mechanism="bilateral", grid="none", peer_selection=True, episode_steps=96
+    )
 
 
 def _obs(net: float) -> np.ndarray:
@@ -48,7 +50,9 @@ def test_nearest_on_tiny_line_feeder(tiny_env) -> None:
 
 def test_nearest_from_explicit_distances() -> None:
     d = np.array([[0, 5, 1, 3], [5, 0, 2, 2], [1, 2, 0, 9], [3, 2, 9, 0]], dtype=float)
-    np.testing.assert_array_equal(NearestPeers(d, 0, k=2).scores(_obs(0), np.random.default_rng()), [-1, 1, 1])
+    np.testing.assert_array_equal(
+        NearestPeers(d, 0, k=2).scores(_obs(0), np.random.default_rng()), [-1, 1, 1]
+    )
 
 
 def test_greenest_prefers_largest_pv_only_among_pv_owners(tiny_env) -> None:

@@ -106,7 +106,9 @@ def test_zip_in_env_moves_toward_clearing_price() -> None:
     assert z.margin[False] == pytest.approx(0.35)
     # as a buyer (margin 0.2 -> x = 0.8) without a fill while the market cleared at x = 0.9: raise to 0.85
     z.act(_obs(-0.5), rng)
-    z.observe_result({"p2p_sold_kwh": 0.0, "p2p_bought_kwh": 0.0, "market": {"clearing_price": 0.08 + 0.9 * 0.22}})
+    z.observe_result(
+        {"p2p_sold_kwh": 0.0, "p2p_bought_kwh": 0.0, "market": {"clearing_price": 0.08 + 0.9 * 0.22}}
+    )
     assert 1.0 - z.margin[True] == pytest.approx(0.85)
     # no clearing price: nothing learnt
     z.act(_obs(-0.5), rng)
