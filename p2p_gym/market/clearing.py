@@ -260,10 +260,9 @@ def _bilateral(
     if preference is not None:
         weight = weight - preference[ab][:, aa] - preference[aa][:, ab].T
     ok = (weight > 0) & partners[ab][:, aa] & partners[aa][:, ab].T & (ab[:, None] != aa[None, :])
-    ii, jj = np.nonzero(ok)
-    if not len(ii):
+    if not ok.any():
         return ClearingResult.empty(n_orders)
-    x = _transport_lp(weight[ii, jj], ii, jj, q[bids], q[asks])
+    ii, jj, x = _transport(weight, ok, q[bids], q[asks])
     # Remove solver noise: drop dust and scale so that no order is overfilled even by rounding.
     tol = 1e-12 * max(1.0, float(q.max()))
     x = np.where(x > tol, x, 0.0)
@@ -279,18 +278,35 @@ def _bilateral(
     return _result(Trades(bo, so, a[bo], a[so], x, price), n_orders, None)
 
 
+def _transport(
+    weight: FloatArray, ok: np.ndarray, cap_b: FloatArray, cap_a: FloatArray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Exact optimum of the transportation LP over the allowed pairs ``ok``: edges (bid, ask) and flows."""
+    ii, jj = np.nonzero(ok)
+    try:
+        import highspy  # noqa: F401
+    except ImportError:  # pragma: no cover - highspy ships with cvxpy, a core dependency
+        return ii, jj, _transport_linprog(weight[ii, jj], ii, jj, cap_b, cap_a)
+    return ii, jj, _transport_lp(weight[ii, jj], ii, jj, cap_b, cap_a)[0]
+
+
 def _transport_lp(
     w: FloatArray, ii: IntArray, jj: IntArray, cap_b: FloatArray, cap_a: FloatArray
-) -> FloatArray:
-    """max Σ w_e x_e s.t. Σ_{e at bid i} x_e ≤ cap_b[i], Σ_{e at ask j} x_e ≤ cap_a[j], x ≥ 0 (exact LP)."""
+) -> tuple[FloatArray, FloatArray]:
+    """max Σ w_e x_e s.t. Σ_{e at bid i} x_e ≤ cap_b[i], Σ_{e at ask j} x_e ≤ cap_a[j], x ≥ 0 (HiGHS).
+
+    Returns the flows and the (non-negative) prices of the bid then ask capacity constraints.
+    """
+    import highspy
+
     nb, m = len(cap_b), len(w)
-    try:
-        import highspy
-    except ImportError:  # pragma: no cover - highspy ships with cvxpy, a core dependency
-        return _transport_linprog(w, ii, jj, cap_b, cap_a)
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("simplex_strategy", 4)  # primal simplex: ~10× faster than dual on these LPs
+    # Primal simplex without presolve or scaling: ~20× faster than the defaults on these network LPs
+    # (100 agents × 1 bid + 1 ask, all partners: 4 ms instead of 90 ms).
+    h.setOptionValue("simplex_strategy", 4)
+    h.setOptionValue("presolve", "off")
+    h.setOptionValue("simplex_scale_strategy", 0)
     h.setOptionValue("primal_feasibility_tolerance", 1e-10)
     h.setOptionValue("dual_feasibility_tolerance", 1e-10)
     lp = highspy.HighsLp()
@@ -313,7 +329,9 @@ def _transport_lp(
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         raise MarketError(f"bilateral: LP solver status must be optimal, got {h.modelStatusToString(status)}")
-    return np.asarray(h.getSolution().col_value, dtype=np.float64)
+    sol = h.getSolution()
+    # The LP minimises −w with ≤ rows, so HiGHS' row duals are ≤ 0; the capacity prices are their negation.
+    return np.asarray(sol.col_value, dtype=np.float64), -np.asarray(sol.row_dual, dtype=np.float64)
 
 
 def _transport_linprog(

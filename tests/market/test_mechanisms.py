@@ -190,9 +190,9 @@ def test_cda_via_clear_uses_array_order() -> None:
 
 def test_cda_submit_validation() -> None:
     cda = ContinuousDoubleAuction()
-    with pytest.raises(MarketError, match="agent"):
+    with pytest.raises(MarketError, match=r"agent"):
         cda.submit(-1, True, 0.1, 1.0)
-    with pytest.raises(MarketError, match="price"):
+    with pytest.raises(MarketError, match=r"price"):
         cda.submit(0, True, float("nan"), 1.0)
-    with pytest.raises(MarketError, match="quantity"):
+    with pytest.raises(MarketError, match=r"quantity"):
         cda.submit(0, True, 0.1, -1.0)

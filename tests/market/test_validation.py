@@ -59,42 +59,42 @@ def test_clear_argument_validation() -> None:
         MarketError, match=r"mechanism: must be one of \['uniform', 'pay_as_bid', 'cda', 'bilateral'\]"
     ):
         clear(o, "vickrey")
-    with pytest.raises(MarketError, match="^k: must be in"):
+    with pytest.raises(MarketError, match=r"^k: must be in"):
         clear(o, "uniform", k=1.5)
-    with pytest.raises(MarketError, match="^n_agents"):
+    with pytest.raises(MarketError, match=r"^n_agents"):
         clear(o, "uniform", n_agents=1)
     with pytest.raises(MarketError, match=r"^partners: must have shape \(2, 2\)"):
         clear(o, "bilateral", partners=np.ones((3, 3), bool))
-    with pytest.raises(MarketError, match="^preference: must be >= 0"):
+    with pytest.raises(MarketError, match=r"^preference: must be >= 0"):
         clear(o, "bilateral", preference=-np.ones((2, 2)))
-    with pytest.raises(MarketError, match="^preference: must be finite"):
+    with pytest.raises(MarketError, match=r"^preference: must be finite"):
         clear(o, "bilateral", preference=np.full((2, 2), np.nan))
-    with pytest.raises(MarketError, match="^partners/preference"):
+    with pytest.raises(MarketError, match=r"^partners/preference"):
         clear(o, "uniform", partners=np.ones((2, 2), bool))
-    with pytest.raises(MarketError, match="^orders"):
+    with pytest.raises(MarketError, match=r"^orders"):
         clear("not orders", "uniform")  # type: ignore[arg-type]
 
 
 def test_settle_and_pricing_validation() -> None:
     res = ClearingResult.empty(0)
-    with pytest.raises(MarketError, match="^net_kwh"):
+    with pytest.raises(MarketError, match=r"^net_kwh"):
         settle(res, np.array([1.0, np.nan]), 0.3, 0.1)
     with pytest.raises(MarketError, match=r"^retail_price: must be a scalar or have shape \(2,\)"):
         settle(res, np.zeros(2), np.ones(3), 0.1)
-    with pytest.raises(MarketError, match="^fee_per_kwh: must be >= 0"):
+    with pytest.raises(MarketError, match=r"^fee_per_kwh: must be >= 0"):
         settle(res, np.zeros(2), 0.3, 0.1, fee_per_kwh=-0.01)
-    with pytest.raises(MarketError, match="^net_kwh: length must equal n_agents"):
+    with pytest.raises(MarketError, match=r"^net_kwh: length must equal n_agents"):
         settle(res, np.zeros(2), 0.3, 0.1, n_agents=3)
     tr = Trades([0], [1], [0], [5], [1.0], [0.2])
-    with pytest.raises(MarketError, match="^result_or_trades"):
+    with pytest.raises(MarketError, match=r"^result_or_trades"):
         settle(tr, np.zeros(2), 0.3, 0.1)
-    with pytest.raises(MarketError, match="^feed_in: must be <= retail"):
+    with pytest.raises(MarketError, match=r"^feed_in: must be <= retail"):
         pricing.supply_demand_ratio(1.0, 1.0, 0.1, 0.3)
-    with pytest.raises(MarketError, match="^total_supply_kwh: must be >= 0"):
+    with pytest.raises(MarketError, match=r"^total_supply_kwh: must be >= 0"):
         pricing.mid_market_rate(-1.0, 1.0, 0.3, 0.1)
-    with pytest.raises(MarketError, match="^retail: must be finite"):
+    with pytest.raises(MarketError, match=r"^retail: must be finite"):
         pricing.bill_sharing(1.0, 1.0, np.nan, 0.1)
-    with pytest.raises(MarketError, match="^retail"):
+    with pytest.raises(MarketError, match=r"^retail"):
         grid_only_bill(np.zeros(2), np.ones(3), 0.1)
 
 
