@@ -88,7 +88,7 @@ def test_default_run_name_config_reproduces_and_evaluate_policy(tmp_path: Path) 
     assert {**saved, "out": None} == {**again, "out": None}
 
     out = cli("evaluate-policy", str(run), "--episodes", "1", cwd=tmp_path).stdout
-    assert "prosumer_0" in out and "zi-c" in out and "truthful" in out and "clearing_price" in out
+    assert "prosumer_0" in out and "zi-c" in out and "truthful" in out and "p2p_volume_kwh" in out
 
 
 def test_bad_arguments_are_reported(tmp_path: Path) -> None:
