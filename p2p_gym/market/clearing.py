@@ -309,22 +309,30 @@ def _transport_lp(
     h.setOptionValue("simplex_scale_strategy", 0)
     h.setOptionValue("primal_feasibility_tolerance", 1e-10)
     h.setOptionValue("dual_feasibility_tolerance", 1e-10)
-    lp = highspy.HighsLp()
-    lp.num_col_ = m
-    lp.num_row_ = nb + len(cap_a)
-    lp.col_cost_ = -w
-    lp.col_lower_ = np.zeros(m)
-    lp.col_upper_ = np.full(m, highspy.kHighsInf)
-    lp.row_lower_ = np.full(lp.num_row_, -highspy.kHighsInf)
-    lp.row_upper_ = np.concatenate([cap_b, cap_a])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.arange(0, 2 * m + 1, 2, dtype=np.int32)
+    n_rows = nb + len(cap_a)
     index = np.empty(2 * m, dtype=np.int32)
     index[0::2] = ii
     index[1::2] = nb + jj
-    lp.a_matrix_.index_ = index
-    lp.a_matrix_.value_ = np.ones(2 * m)
-    h.passModel(lp)
+    # Array overload of passModel (column-wise matrix, minimise): no per-field copies through HighsLp.
+    status_pass = h.passModel(
+        m,
+        n_rows,
+        2 * m,
+        int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMinimize),
+        0.0,
+        np.ascontiguousarray(-w, dtype=np.float64),
+        np.zeros(m),
+        np.full(m, highspy.kHighsInf),
+        np.full(n_rows, -highspy.kHighsInf),
+        np.concatenate([cap_b, cap_a]).astype(np.float64),
+        np.arange(0, 2 * m, 2, dtype=np.int32),
+        index,
+        np.ones(2 * m),
+        np.zeros(m, dtype=np.int32),  # all columns continuous
+    )
+    if status_pass != highspy.HighsStatus.kOk:
+        raise MarketError(f"bilateral: the LP was rejected by HiGHS (status {status_pass})")
     h.run()
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
