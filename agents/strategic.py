@@ -139,10 +139,11 @@ class BestResponse(BiddingRule):
     clearing), the mechanism and ``k``, its own current position in kWh (``net`` × its power scale × step
     length) and the current tariffs. It assumes that the others repeat their last orders exactly, puts its own
     order (whole position) into that book at each of ``grid`` normalised prices ``x = 0, …, 1``, re-clears the
-    book with :func:`p2p_gym.market.clear` (for ``cda`` its order arrives last; for ``bilateral`` everybody
-    accepts everybody, without preferences) and keeps the price with the highest money for this step: trades at
-    their prices plus the rest of its position at the grid tariff. Ties go to the price nearest its truthful
-    limit. Under the community rules prices do not depend on bids, so it bids truthfully.
+    book with :func:`p2p_gym.market.clear` (in agent-index order, as the env submits them, which is the
+    arrival order of ``cda``; for ``bilateral`` everybody accepts everybody, without preferences) and keeps
+    the price with the highest money for this step: trades at their prices plus the rest of its position at the
+    grid tariff. Ties go to the price nearest its truthful limit. Under the community rules prices do not
+    depend on bids, so it bids truthfully.
 
     **Fallback** (first step, no env reference, or no order on the other side of the last book): it quotes the
     last public clearing price of its observation (``last_clearing_price``), clipped to ``[feed_in, retail]``.
@@ -213,11 +214,12 @@ class BestResponse(BiddingRule):
         from p2p_gym.market import Orders, clear
 
         env = self.env
+        at = int(np.searchsorted(others.agent, self.index))  # the env lists orders by agent index
         book = Orders(
-            np.append(others.agent, self.index),
-            np.append(others.is_buy, is_buy),
-            np.append(others.price, price),
-            np.append(others.quantity, qty),
+            np.insert(others.agent, at, self.index),
+            np.insert(others.is_buy, at, is_buy),
+            np.insert(others.price, at, price),
+            np.insert(others.quantity, at, qty),
         )
         kw: dict[str, Any] = {"k": env.k, "n_agents": env.n}
         if env.mechanism == "bilateral":

@@ -39,6 +39,20 @@ def test_zi_c_efficient_and_better_than_zi_u_small_version() -> None:
     assert zic.mean() > ziu.mean() + 0.2
 
 
+def test_zi_u_efficiency_follows_value_cost_gap() -> None:
+    # costs U{1..100} vs values U{1..200}: ZI-U trades nearly every unit, so its efficiency is close to
+    # (sum values - sum costs) / max surplus of each market; ZI-C stays efficient
+    rng = np.random.default_rng(3)
+    gaps, effs = [], []
+    for _ in range(20):
+        m = draw_market(rng, cost_high=100)
+        gaps.append((m.values.sum() - m.costs.sum()) / max_surplus(m.values, m.costs))
+        effs.append(run_session(m, "zi-u", rng, patience=2000))
+    assert np.mean(effs) == pytest.approx(np.mean(gaps), abs=0.05)
+    assert 0.4 < np.mean(effs) < 0.95
+    assert run_sessions("zi-c", 20, np.random.default_rng(3), cost_high=100).mean() >= 0.9
+
+
 def test_cli_prints_table(capsys) -> None:
     assert main(["--sessions", "3", "--seed", "1"]) == 0
     out = capsys.readouterr().out

@@ -105,3 +105,15 @@ def test_best_response_buyer_bids_the_standing_ask_at_noon(truthful) -> None:
         assert rewards[t, 3] - base[t, 3] == pytest.approx((0.19 - 0.08) * 0.15, rel=1e-5)
     # at night nobody sells: it falls back to the last clearing price and changes nothing
     np.testing.assert_allclose(rewards[:20, 3], base[:20, 3])
+
+
+def test_best_response_in_cda_keeps_truthful_bid_when_price_is_the_standing_ask() -> None:
+    env = p2p_gym.parallel_env("tiny", mechanism="cda", grid="none", episode_steps=96, start_day=0)
+    policies = make_policies({"prosumer_3": "best-response"}, env)
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(48):
+        obs, *_ = env.step(act_all(policies, obs, rng))
+    # orders arrive in agent order: the sellers' asks at 0.08 stand, so any bid >= 0.08 trades at 0.08;
+    # all candidate prices tie and the tie goes to the truthful end (bid at retail, a0 = +1)
+    assert policies["prosumer_3"].act(obs["prosumer_3"], rng)[0] == pytest.approx(1.0)
