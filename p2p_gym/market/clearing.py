@@ -29,9 +29,11 @@ Mechanisms (DOMAIN.md §4; 002_*.txt §4.2 for the double auctions, 003_*.txt fo
     attaches to trading with the other (distance, CO₂, a DSO incentive as 003 Scenario 3); it changes who
     matches but is not paid to anyone. Each trade is priced by the pair's k-price ``k·bid + (1 − k)·ask``.
 
-Self-trades never happen: in the call markets a segment that would pair an agent with itself is dropped (it
-would change neither the agent's net position nor anyone's money), the CDA skips the agent's own standing
-orders, and the bilateral LP has no self edges. ``rng`` is accepted for API symmetry; every mechanism here is
+Self-trades never happen. In the call markets a walk segment that pairs an agent with itself swaps partners
+with another segment whose two sides are other agents (every order keeps its fill); if no such segment is
+left, the self segment is dropped, which changes neither the agent's net position nor anyone's money (the
+reported volume is then below the one-price maximum). The CDA skips the agent's own standing orders, and the
+bilateral LP has no self edges. ``rng`` is accepted for API symmetry; every mechanism here is
 deterministic.
 """
 
@@ -217,6 +219,9 @@ def _call_market(orders: Orders, k: float, discriminatory: bool) -> ClearingResu
     seg, mid = seg[keep], mid[keep]
     ib = used_b[np.minimum(np.searchsorted(cb, mid, side="right"), len(cb) - 1)]
     ia = used_a[np.minimum(np.searchsorted(ca, mid, side="right"), len(ca) - 1)]
+    agent_b, agent_a = orders.agent[bids], orders.agent[asks]
+    if np.any(agent_b[ib] == agent_a[ia]):
+        ib, ia, seg = _avoid_self_matches(ib, ia, seg, agent_b, agent_a, tol)
     buy_order, sell_order = bids[ib], asks[ia]
     buyer, seller = orders.agent[buy_order], orders.agent[sell_order]
     own = buyer != seller
@@ -226,6 +231,48 @@ def _call_market(orders: Orders, k: float, discriminatory: bool) -> ClearingResu
         price = np.full(len(seg), uniform_price)
     trades = Trades(buy_order[own], sell_order[own], buyer[own], seller[own], seg[own], price[own])
     return _result(trades, n_orders, None if discriminatory else uniform_price)
+
+
+def _avoid_self_matches(
+    ib: IntArray, ia: IntArray, seg: FloatArray, agent_b: IntArray, agent_a: IntArray, tol: float
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Re-pair segments so that no agent trades with itself, keeping every order's fill where possible.
+
+    A self segment (bid and ask of agent A, r kWh) and another segment t with neither side A swap partners
+    for ``min(r, q_t)``: (bid_A, ask_t) and (bid_t, ask_A) are both between distinct agents, and every order
+    keeps its fill. Only self segments are visited (none in books with one side per agent). Self segments
+    that cannot be re-paired are left for the caller to drop.
+    """
+    cap = len(seg) + 2 * int(np.count_nonzero(agent_b[ib] == agent_a[ia])) + 2
+    b_idx, a_idx, qty = np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap)
+    n = len(seg)
+    who_b, who_a = np.zeros(cap, np.int64), np.zeros(cap, np.int64)  # agents of each segment's two sides
+    b_idx[:n], a_idx[:n], qty[:n] = ib, ia, seg
+    who_b[:n], who_a[:n] = agent_b[ib], agent_a[ia]
+    for s in np.flatnonzero(who_b[:n] == who_a[:n]):
+        me = who_b[s]
+        while qty[s] > tol:
+            ok = (who_b[:n] != me) & (who_a[:n] != me) & (qty[:n] > tol)
+            if not ok.any():
+                break
+            t = int(np.argmax(ok))
+            r = min(qty[s], qty[t])
+            if n + 2 > cap:  # pragma: no cover - capacity grows only if many swaps split segments
+                grow = max(cap, 8)
+                b_idx = np.concatenate([b_idx, np.zeros(grow, np.int64)])
+                a_idx = np.concatenate([a_idx, np.zeros(grow, np.int64)])
+                qty = np.concatenate([qty, np.zeros(grow)])
+                who_b = np.concatenate([who_b, np.zeros(grow, np.int64)])
+                who_a = np.concatenate([who_a, np.zeros(grow, np.int64)])
+                cap += grow
+            b_idx[n], a_idx[n], qty[n] = b_idx[s], a_idx[t], r
+            b_idx[n + 1], a_idx[n + 1], qty[n + 1] = b_idx[t], a_idx[s], r
+            who_b[n], who_a[n], who_b[n + 1], who_a[n + 1] = me, who_a[t], who_b[t], me
+            n += 2
+            qty[s] -= r
+            qty[t] -= r
+    keep = qty[:n] > tol
+    return b_idx[:n][keep], a_idx[:n][keep], qty[:n][keep]
 
 
 def _result(trades: Trades, n_orders: int, price: float | None) -> ClearingResult:

@@ -196,3 +196,18 @@ def test_cda_submit_validation() -> None:
         cda.submit(0, True, float("nan"), 1.0)
     with pytest.raises(MarketError, match=r"quantity"):
         cda.submit(0, True, 0.1, -1.0)
+
+
+def test_call_market_repairs_avoidable_self_matches() -> None:
+    # Bids A0 0.30×1, A1 0.25×1; asks A0 0.10×1, A2 0.20×1. V = 2. The walk pairs A0's bid with A0's ask;
+    # swapping partners gives A0 ← A2 and A1 ← A0, keeping the volume 2 at price 0.5·0.25 + 0.5·0.20.
+    b = book((0, True, 0.30, 1.0), (1, True, 0.25, 1.0), (0, False, 0.10, 1.0), (2, False, 0.20, 1.0))
+    res = clear(b, "uniform")
+    assert res.volume == pytest.approx(2.0)
+    assert res.clearing_price == pytest.approx(0.225)
+    got = sorted(zip(res.trades.buyer.tolist(), res.trades.seller.tolist()))
+    assert got == [(0, 2), (1, 0)]
+    # Pay-as-bid: pair prices (0.30 + 0.20) / 2 = 0.25 and (0.25 + 0.10) / 2 = 0.175.
+    pab = clear(b, "pay_as_bid")
+    prices = dict(zip(zip(pab.trades.buyer.tolist(), pab.trades.seller.tolist()), pab.trades.price.tolist()))
+    assert prices == pytest.approx({(0, 2): 0.25, (1, 0): 0.175})
