@@ -14,7 +14,7 @@ Example:
     >>> actions = act_all(policies, obs, np.random.default_rng(0))
 """
 
-from agents.base import BiddingRule, Policy, action_from_price, feature, price_from_action
+from agents.base import AgentConfigError, BiddingRule, Policy, action_from_price, feature, price_from_action
 from agents.battery import BatteryHeuristic
 from agents.peers import (
     CheapestPeers,
@@ -41,6 +41,7 @@ __all__ = [
     "SELECTORS",
     "ZIP",
     "AdaptiveMarkup",
+    "AgentConfigError",
     "BatteryHeuristic",
     "BestResponse",
     "BiddingRule",

@@ -19,8 +19,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from p2p_gym.env import OBS_FEATURES
+from p2p_gym.errors import P2PGymError
 
 __all__ = [
+    "AgentConfigError",
     "BiddingRule",
     "Policy",
     "action_from_price",
@@ -30,6 +32,10 @@ __all__ = [
 ]
 
 _IDX = {name: i for i, name in enumerate(OBS_FEATURES)}
+
+
+class AgentConfigError(P2PGymError, ValueError):
+    """An agent was built with an invalid parameter or an unknown name (the message names the field)."""
 
 
 @runtime_checkable
@@ -80,7 +86,7 @@ class BiddingRule:
 
     def __init__(self, n_actions: int = 3) -> None:
         if n_actions < 3:
-            raise ValueError(f"n_actions: must be at least 3, got {n_actions}")
+            raise AgentConfigError(f"n_actions: must be at least 3, got {n_actions}")
         self.n_actions = int(n_actions)
         # last quote: is_buy, x quoted, feed_in, retail, whether an order was placed (non-zero position)
         self._last: tuple[bool, float, float, float, bool] | None = None

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import feature
+from agents.base import AgentConfigError, feature
 
 __all__ = ["BatteryHeuristic"]
 
@@ -52,7 +52,7 @@ class BatteryHeuristic:
         daily_mean: Any = None,
     ) -> None:
         if power_scale <= 0 or dt_hours <= 0 or not 0 < efficiency <= 1:
-            raise ValueError(
+            raise AgentConfigError(
                 f"power_scale, dt_hours, efficiency: must be > 0 (efficiency ≤ 1), got "
                 f"{power_scale!r}, {dt_hours!r}, {efficiency!r}"
             )

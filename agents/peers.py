@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import feature
+from agents.base import AgentConfigError, feature
 
 __all__ = [
     "CheapestPeers",
@@ -34,9 +34,9 @@ class PeerSelector:
 
     def __init__(self, n_agents: int, index: int, k: int = 2) -> None:
         if not 0 <= index < n_agents:
-            raise ValueError(f"index: must be in [0, {n_agents - 1}], got {index!r}")
+            raise AgentConfigError(f"index: must be in [0, {n_agents - 1}], got {index!r}")
         if k < 1:
-            raise ValueError(f"k: must be at least 1, got {k!r}")
+            raise AgentConfigError(f"k: must be at least 1, got {k!r}")
         self.n_agents, self.index = int(n_agents), int(index)
         self.k = int(min(k, max(n_agents - 1, 1)))
         self.others = np.array([m for m in range(n_agents) if m != index], dtype=int)
@@ -78,7 +78,7 @@ class NearestPeers(PeerSelector):
     def __init__(self, distance_km: np.ndarray, index: int, k: int = 2) -> None:
         d = np.asarray(distance_km, dtype=float)
         if d.ndim != 2 or d.shape[0] != d.shape[1]:
-            raise ValueError(f"distance_km: must be a square float[N, N], got shape {d.shape}")
+            raise AgentConfigError(f"distance_km: must be a square float[N, N], got shape {d.shape}")
         super().__init__(d.shape[0], index, k)
         self.distance = d[index, self.others]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import n_actions_of
+from agents.base import AgentConfigError, n_actions_of
 from agents.battery import BatteryHeuristic
 from agents.peers import (
     CheapestPeers,
@@ -58,9 +58,18 @@ def _split(part: str) -> tuple[str, str | None]:
     return name.strip().lower(), (param.strip() or None)
 
 
+def _number(text: str, name: str, kind: type) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise AgentConfigError(
+            f"policy name: parameter of {name!r} must be {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+
+
 def _rule(name: str, param: str | None, env: Any, agent_id: str, n_act: int, kw: dict[str, Any]) -> Any:
     if name in ("markup", "adaptive-markup") and param is not None:
-        kw = {**kw, "markup": float(param)}
+        kw = {**kw, "markup": _number(param, name, float)}
     if name == "truthful":
         return Truthful(n_act)
     if name == "zi-c":
@@ -77,13 +86,13 @@ def _rule(name: str, param: str | None, env: Any, agent_id: str, n_act: int, kw:
         return BestResponse(env, agent_id, n_actions=n_act, **kw)
     if name == "random":
         return RandomPolicy(n_act)
-    raise ValueError(f"policy name: unknown rule {name!r}; choose one of {sorted(RULES)}")
+    raise AgentConfigError(f"policy name: unknown rule {name!r}; choose one of {sorted(RULES)}")
 
 
 def selector_from_name(name: str, env: Any, agent_id: str, k: int | None = None) -> PeerSelector:
     """A peer selector of :data:`SELECTORS` for ``agent_id`` in ``env`` (``k`` defaults to 2)."""
     sel, param = _split(name)
-    kk = int(param) if param is not None else (_DEFAULT_K if k is None else int(k))
+    kk = _number(param, sel, int) if param is not None else (_DEFAULT_K if k is None else int(k))
     i = env.possible_agents.index(agent_id)
     n = len(env.possible_agents)
     if sel == "nearest":
@@ -94,7 +103,7 @@ def selector_from_name(name: str, env: Any, agent_id: str, k: int | None = None)
         return CheapestPeers(n, i, kk, env=env)
     if sel == "random-k":
         return RandomPeers(n, i, kk)
-    raise ValueError(f"peer selector: unknown name {sel!r}; choose one of {sorted(SELECTORS)}")
+    raise AgentConfigError(f"peer selector: unknown name {sel!r}; choose one of {sorted(SELECTORS)}")
 
 
 def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
@@ -108,13 +117,13 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
             peer selector.
 
     Raises:
-        ValueError: an unknown rule, modifier or agent.
+        AgentConfigError: an unknown rule, modifier or agent, or a malformed parameter.
     """
     if agent_id not in env.possible_agents:
-        raise ValueError(f"agent_id: {agent_id!r} is not one of {env.possible_agents}")
+        raise AgentConfigError(f"agent_id: {agent_id!r} is not one of {env.possible_agents}")
     parts = [p for p in str(name).split("+") if p.strip()]
     if not parts:
-        raise ValueError(f"policy name: empty name {name!r}; choose one of {sorted(RULES)}")
+        raise AgentConfigError(f"policy name: empty name {name!r}; choose one of {sorted(RULES)}")
     k = kw.pop("k", None)
     n_act = n_actions_of(env)
     rule, param = _split(parts[0])
@@ -128,7 +137,7 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
         elif mod in SELECTORS:
             selectors.append(selector_from_name(part, env, agent_id, k))
         else:
-            raise ValueError(
+            raise AgentConfigError(
                 f"policy name: unknown modifier {mod!r} in {name!r}; choose 'battery' or one of {sorted(SELECTORS)}"
             )
     if battery:
@@ -149,13 +158,13 @@ def make_policies(spec: str | Mapping[str, Any], env: Any, **kw: Any) -> dict[st
         **kw: passed to :func:`policy_from_name` for every name.
 
     Raises:
-        ValueError: an unknown name or an agent id not in the env.
+        AgentConfigError: an unknown name or an agent id not in the env.
     """
     agents = list(env.possible_agents)
     if isinstance(spec, Mapping):
         unknown = sorted(set(spec) - set(agents))
         if unknown:
-            raise ValueError(f"spec: agents {unknown} are not in the env ({agents})")
+            raise AgentConfigError(f"spec: agents {unknown} are not in the env ({agents})")
         out = {}
         for a in agents:
             p = spec.get(a, "truthful")
@@ -163,7 +172,7 @@ def make_policies(spec: str | Mapping[str, Any], env: Any, **kw: Any) -> dict[st
         return out
     names = [s.strip() for s in str(spec).split(",") if s.strip()]
     if not names:
-        raise ValueError(f"spec: no policy name in {spec!r}")
+        raise AgentConfigError(f"spec: no policy name in {spec!r}")
     return {a: policy_from_name(names[i % len(names)], env, a, **dict(kw)) for i, a in enumerate(agents)}
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import BiddingRule, feature, last_fill
+from agents.base import AgentConfigError, BiddingRule, feature, last_fill
 
 __all__ = ["AdaptiveMarkup", "BestResponse", "Markup", "RandomPolicy", "Truthful"]
 
@@ -63,7 +63,7 @@ class Markup(BiddingRule):
     def __init__(self, markup: float = 0.1, n_actions: int = 3) -> None:
         super().__init__(n_actions)
         if not 0.0 <= markup <= 1.0:
-            raise ValueError(f"markup: must be in [0, 1], got {markup!r}")
+            raise AgentConfigError(f"markup: must be in [0, 1], got {markup!r}")
         self.markup = float(markup)
 
     def current_markup(self, is_buy: bool) -> float:
@@ -106,9 +106,9 @@ class AdaptiveMarkup(Markup):
     ) -> None:
         super().__init__(markup, n_actions)
         if not 0.0 < step <= 1.0:
-            raise ValueError(f"step: must be in (0, 1], got {step!r}")
+            raise AgentConfigError(f"step: must be in (0, 1], got {step!r}")
         if not markup <= max_markup <= 1.0:
-            raise ValueError(f"max_markup: must be in [markup, 1], got {max_markup!r}")
+            raise AgentConfigError(f"max_markup: must be in [markup, 1], got {max_markup!r}")
         self.step, self.max_markup = float(step), float(max_markup)
         self.side_markup = {True: self.markup, False: self.markup}
 
@@ -160,9 +160,9 @@ class BestResponse(BiddingRule):
     ) -> None:
         super().__init__(n_actions)
         if grid < 2:
-            raise ValueError(f"grid: must be at least 2, got {grid!r}")
+            raise AgentConfigError(f"grid: must be at least 2, got {grid!r}")
         if env is not None and agent_id not in env.possible_agents:
-            raise ValueError(f"agent_id: {agent_id!r} is not one of {env.possible_agents}")
+            raise AgentConfigError(f"agent_id: {agent_id!r} is not one of {env.possible_agents}")
         self.env = env
         self.index = env.possible_agents.index(agent_id) if env is not None else -1
         self.grid = np.linspace(0.0, 1.0, int(grid))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import BiddingRule, last_fill, normalised_clearing_price
+from agents.base import AgentConfigError, BiddingRule, last_fill, normalised_clearing_price
 
 __all__ = ["ZIP", "ZeroIntelligence"]
 
@@ -44,7 +44,7 @@ class ZeroIntelligence(BiddingRule):
     def __init__(self, constrained: bool = True, band: float = 0.5, n_actions: int = 3) -> None:
         super().__init__(n_actions)
         if not np.isfinite(band) or band < 0:
-            raise ValueError(f"band: must be a finite number ≥ 0, got {band!r}")
+            raise AgentConfigError(f"band: must be a finite number ≥ 0, got {band!r}")
         self.constrained = bool(constrained)
         self.band = float(band)
 
@@ -65,7 +65,7 @@ class ZeroIntelligence(BiddingRule):
             clipped to ``[low, high]``); ZI-U: uniform in ``[low, high]``.
         """
         if not low <= high:
-            raise ValueError(f"low: must be ≤ high, got low={low!r}, high={high!r}")
+            raise AgentConfigError(f"low: must be ≤ high, got low={low!r}, high={high!r}")
         if not self.constrained:
             return float(rng.uniform(low, high))
         limit = float(np.clip(limit_price, low, high))
@@ -124,13 +124,13 @@ class ZIP(BiddingRule):
     ) -> None:
         super().__init__(n_actions)
         if not 0.0 < beta <= 1.0:
-            raise ValueError(f"beta: must be in (0, 1], got {beta!r}")
+            raise AgentConfigError(f"beta: must be in (0, 1], got {beta!r}")
         if not 0.0 <= gamma < 1.0:
-            raise ValueError(f"gamma: must be in [0, 1), got {gamma!r}")
+            raise AgentConfigError(f"gamma: must be in [0, 1), got {gamma!r}")
         if not margin >= 0.0:
-            raise ValueError(f"margin: must be ≥ 0, got {margin!r}")
+            raise AgentConfigError(f"margin: must be ≥ 0, got {margin!r}")
         if not (c_r >= 0.0 and c_a >= 0.0):
-            raise ValueError(f"c_r, c_a: must be ≥ 0, got c_r={c_r!r}, c_a={c_a!r}")
+            raise AgentConfigError(f"c_r, c_a: must be ≥ 0, got c_r={c_r!r}, c_a={c_a!r}")
         self.beta, self.gamma, self.c_r, self.c_a = float(beta), float(gamma), float(c_r), float(c_a)
         self.initial_margin = float(margin)
         self.margin = {True: self.initial_margin, False: self.initial_margin}  # is_buy -> μ

@@ -9,6 +9,7 @@ import p2p_gym
 from agents import (
     RULES,
     SELECTORS,
+    AgentConfigError,
     BatteryHeuristic,
     Markup,
     Policy,
@@ -20,6 +21,7 @@ from agents import (
     observe_all,
     policy_from_name,
 )
+from p2p_gym.errors import P2PGymError
 from p2p_gym.wrappers import truthful_action
 
 NAMES = [*RULES, *(f"zi-c+{s}" for s in SELECTORS), "zip+battery+cheapest:1", "markup:0.3+battery"]
@@ -103,3 +105,7 @@ def test_policies_use_only_the_given_rng() -> None:
         a2 = act_all(pols, obs, np.random.default_rng(42))
         for a in env.possible_agents:
             np.testing.assert_array_equal(a1[a], a2[a])
+
+
+def test_agent_errors_join_the_package_hierarchy() -> None:
+    assert issubclass(AgentConfigError, P2PGymError) and issubclass(AgentConfigError, ValueError)
