@@ -86,11 +86,14 @@ def test_spec_forms_and_composition() -> None:
         ("nonsense", "unknown rule"),
         ("zi-c+cheap", "unknown modifier"),
         ({"nobody": "zi-c"}, "not in the env"),
+        ("markup:lots", "must be a number"),
+        ("zi-c+nearest:two", "must be an integer"),
+        ("markup:1.5", "markup: must be in"),
     ],
 )
 def test_bad_names_raise(spec, match: str) -> None:
     env = p2p_gym.parallel_env("tiny", grid="none")
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(AgentConfigError, match=match):
         make_policies(spec, env)
 
 
