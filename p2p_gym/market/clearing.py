@@ -67,11 +67,13 @@ def clear(
     Args:
         orders: the book.
         mechanism: ``"uniform"``, ``"pay_as_bid"``, ``"cda"`` or ``"bilateral"``.
-        k: k-pricing weight in [0, 1]: a price is ``k·bid + (1 − k)·ask`` (1 favours sellers).
+        k: k-pricing weight in [0, 1]: a price is ``k·bid + (1 − k)·ask`` (1 favours sellers); unused by
+            ``"cda"``, where the standing order sets the price.
         partners: bool[N, N], ``partners[i, j]``: agent i accepts agent j (``"bilateral"`` only; default all).
         preference: float[N, N] ≥ 0, β[i, j] cost per kWh agent i attaches to trading with j
             (``"bilateral"`` only; default 0).
-        n_agents: number of agents N (default: max agent index + 1); sizes ``partners``/``preference``.
+        n_agents: number of agents N (default: the size of ``partners``/``preference`` if given, else max
+            agent index + 1); ``partners``/``preference`` must be N × N.
         rng: unused (all mechanisms are deterministic); accepted so callers can pass one uniformly.
 
     Returns:
@@ -88,6 +90,12 @@ def clear(
     k = float(k)
     if not 0.0 <= k <= 1.0:
         raise MarketError(f"k: must be in [0, 1], got {k!r}")
+    if n_agents is None and mechanism == "bilateral":
+        # Size the agent axis from the matrices when given (agents without orders may still be listed).
+        for matrix in (partners, preference):
+            if matrix is not None and np.ndim(matrix) == 2:
+                n_agents = max(int(np.shape(matrix)[0]), orders.n_agents)
+                break
     n = _n_agents(orders, n_agents)
     if mechanism == "bilateral":
         part = _partners(partners, n)

@@ -64,7 +64,7 @@ def test_clear_argument_validation() -> None:
     with pytest.raises(MarketError, match=r"^n_agents"):
         clear(o, "uniform", n_agents=1)
     with pytest.raises(MarketError, match=r"^partners: must have shape \(2, 2\)"):
-        clear(o, "bilateral", partners=np.ones((3, 3), bool))
+        clear(o, "bilateral", partners=np.ones((1, 1), bool))
     with pytest.raises(MarketError, match=r"^preference: must be >= 0"):
         clear(o, "bilateral", preference=-np.ones((2, 2)))
     with pytest.raises(MarketError, match=r"^preference: must be finite"):
@@ -108,3 +108,12 @@ def test_market_import_does_not_pull_heavy_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_bilateral_infers_n_agents_from_the_matrices() -> None:
+    o = Orders(**GOOD)  # type: ignore[arg-type]
+    partners = np.ones((5, 5), bool)  # agents 2..4 place no orders
+    res = clear(o, "bilateral", partners=partners)
+    assert res.volume == 1.0
+    with pytest.raises(MarketError, match=r"^partners: must have shape \(6, 6\)"):
+        clear(o, "bilateral", partners=partners, n_agents=6)
