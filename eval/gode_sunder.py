@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from agents.zi import ZeroIntelligence
+from agents.zi import ZIP, ZeroIntelligence
 from p2p_gym.market import ContinuousDoubleAuction
 
 __all__ = ["KINDS", "Market", "draw_market", "main", "max_surplus", "run_session", "run_sessions"]
 
-KINDS = ("zi-c", "zi-u")
+KINDS = ("zi-c", "zi-u", "zip")
 
 
 @dataclass(frozen=True)
@@ -87,16 +87,24 @@ def max_surplus(values: np.ndarray, costs: np.ndarray) -> float:
 
 
 def run_session(market: Market, kind: str, rng: np.random.Generator, patience: int = 200) -> float:
-    """Allocative efficiency of one trading period with traders of ``kind`` (``"zi-c"`` or ``"zi-u"``).
+    """Allocative efficiency of one trading period with traders of ``kind`` (``"zi-c"``, ``"zi-u"``, ``"zip"``).
 
-    Buyers are agents ``0 … B−1`` of the book, sellers ``B … B+S−1``. Returns NaN if no surplus is possible.
+    ZIP traders (Cliff's random parameters, :meth:`agents.ZIP.random`) quote ``λ(1 ± μ)`` for their next unit
+    and, after every shout, all traders with units left update their margin with :meth:`agents.ZIP.learn`
+    (the shout's price, or the trade price if it was accepted). Buyers are agents ``0 … B−1`` of the book,
+    sellers ``B … B+S−1``. Returns NaN if no surplus is possible.
     """
     if kind not in KINDS:
         raise ValueError(f"kind: must be one of {list(KINDS)}, got {kind!r}")
     trader = ZeroIntelligence(constrained=kind == "zi-c")
     b, s = market.values.shape[0], market.costs.shape[0]
+    zips = [ZIP.random(rng) for _ in range(b + s)] if kind == "zip" else []
     next_unit = np.zeros(b + s, dtype=int)
     n_units = np.concatenate([np.full(b, market.values.shape[1]), np.full(s, market.costs.shape[1])])
+
+    def limit_of(j: int) -> float:
+        return float(market.values[j, next_unit[j]] if j < b else market.costs[j - b, next_unit[j]])
+
     book = ContinuousDoubleAuction()
     realised = 0.0
     idle = 0
@@ -106,9 +114,17 @@ def run_session(market: Market, kind: str, rng: np.random.Generator, patience: i
             break
         who = int(rng.choice(active))
         is_buy = who < b
-        limit = market.values[who, next_unit[who]] if is_buy else market.costs[who - b, next_unit[who]]
-        price = trader.quote(limit, is_buy, rng, market.low, market.high)
+        limit = limit_of(who)
+        if zips:
+            price = zips[who].quote(limit, is_buy, low=market.low, high=market.high)
+        else:
+            price = trader.quote(limit, is_buy, rng, market.low, market.high)
         trades = book.submit(who, is_buy, price, 1.0)
+        if zips:
+            traded = len(trades.quantity) > 0
+            q = float(trades.price[0]) if traded else price
+            for j in active:
+                zips[j].learn(limit_of(j), j < b, q, traded, shout_is_bid=is_buy, rng=rng)
         if len(trades.quantity) == 0:
             idle += 1
             continue

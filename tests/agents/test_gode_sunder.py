@@ -56,4 +56,9 @@ def test_zi_u_efficiency_follows_value_cost_gap() -> None:
 def test_cli_prints_table(capsys) -> None:
     assert main(["--sessions", "3", "--seed", "1"]) == 0
     out = capsys.readouterr().out
-    assert "zi-c" in out and "zi-u" in out and "mean eff." in out
+    assert "zi-c" in out and "zi-u" in out and "zip" in out and "mean eff." in out
+
+
+def test_zip_traders_on_the_cda_are_efficient() -> None:
+    eff = run_sessions("zip", 10, np.random.default_rng(4))
+    assert np.all(eff <= 1.0 + 1e-12) and eff.mean() >= 0.85
