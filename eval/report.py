@@ -60,9 +60,10 @@ def _png(draw: Callable[[Any], None], figsize: tuple[float, float] = (9, 4)) -> 
     fig = plt.figure(figsize=figsize)
     try:
         draw(fig)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fig.tight_layout()
+        if not getattr(fig, "_no_tight_layout", False):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
     finally:
@@ -219,8 +220,10 @@ def draw_heatmap(result: dict[str, Any]) -> Callable[[Any], None]:
             ax.set_title(s["mechanism"], fontsize=9)
             ax.set_xlabel("step")
         axes[0].set_ylabel("line")
+        fig.subplots_adjust(left=0.06, right=0.9, bottom=0.14, top=0.9, wspace=0.08)
+        fig._no_tight_layout = True
         if im is not None:
-            fig.colorbar(im, ax=list(axes), label="loading (%)")
+            fig.colorbar(im, cax=fig.add_axes((0.92, 0.14, 0.015, 0.76)), label="loading (%)")
 
     return draw
 

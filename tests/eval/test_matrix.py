@@ -1,0 +1,94 @@
+"""The evaluation matrix: aggregation against hand-computed values, outputs and the HTML report."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eval import matrix
+from eval.report import FIGURES
+
+
+def _cell(policy: str, mech: str, seed: int, gains: float, best: float, savings: list[float]) -> dict:
+    kpis = {k: 0.0 for k in matrix.KPIS}
+    kpis.update(gains_from_trade=gains, optimal_gains_from_trade=best, efficiency=gains / best)
+    return {"policy": policy, "mechanism": mech, "seed": seed, "kpis": kpis, "savings": savings}
+
+
+def test_aggregate_against_hand_computed_values() -> None:
+    cells = [
+        _cell("zi-c", "uniform", 0, 1.0, 2.0, [1.0, 3.0, 0.0, -1.0]),
+        _cell("zi-c", "uniform", 1, 3.0, 4.0, [3.0, 1.0, 2.0, -1.0]),
+    ]
+    (row,) = matrix.aggregate(cells)
+    assert row["seeds"] == 2
+    assert row["efficiency"] == pytest.approx((0.5 + 0.75) / 2)
+    assert row["efficiency_std"] == pytest.approx(0.125)
+    assert row["poa"] == pytest.approx(6.0 / 4.0)  # summed optimal gains / summed realised gains
+    # mean savings per agent: [2, 2, 1, -1] → total 4
+    assert row["fair_losers_pct"] == pytest.approx(25.0)
+    assert row["fair_cr20"] == pytest.approx(2.0 / 4.0)  # top ⌈0.2·4⌉ = 1 agent takes 2 of 4
+    assert row["fair_jain"] == pytest.approx(25.0 / (4 * 9.0))  # on non-negative parts [2, 2, 1, 0]
+    x = np.array([2.0, 2.0, 1.0, -1.0])
+    gini = np.abs(x[:, None] - x[None, :]).sum() / (2 * 16 * 1.0)
+    assert row["fair_gini"] == pytest.approx(gini)
+
+
+def test_aggregate_groups_by_policy_and_mechanism() -> None:
+    cells = [_cell(p, m, 0, 1.0, 1.0, [1.0, 1.0]) for p in ("a", "b") for m in ("uniform", "sdr")]
+    rows = matrix.aggregate(cells)
+    assert [(r["policy"], r["mechanism"]) for r in rows] == [
+        ("a", "uniform"),
+        ("a", "sdr"),
+        ("b", "uniform"),
+        ("b", "sdr"),
+    ]
+    assert all(r["efficiency"] == 1.0 and r["poa"] == 1.0 for r in rows)
+
+
+def test_outputs_exist_and_are_consistent(tiny_report: Path) -> None:
+    for name in ("metrics.json", "runs.csv", "summary.csv", "agents.csv", "hourly.csv", "strategic.csv"):
+        assert (tiny_report / name).is_file(), name
+    data = json.loads((tiny_report / "metrics.json").read_text())
+    assert len(data["cells"]) == 4 and len(data["summary"]) == 4 and len(data["strategic"]) == 4
+    with (tiny_report / "runs.csv").open() as fh:
+        runs = list(csv.DictReader(fh))
+    assert {(r["policy"], r["mechanism"]) for r in runs} == {
+        (p, m) for p in ("truthful", "zi-c") for m in ("uniform", "sdr")
+    }
+    for row in data["summary"]:
+        assert 0.0 <= row["efficiency"] <= 1.0 + 1e-9
+        assert row["poa"] >= 1.0 - 1e-9
+    truthful = {r["mechanism"]: r for r in data["summary"] if r["policy"] == "truthful"}
+    # truthful bids cross at every step: the auctions realise all gains from trade (DOMAIN.md §4)
+    assert truthful["uniform"]["efficiency"] == pytest.approx(1.0)
+    # truthful re-clearing of truthful books: no market-power signal
+    s = {(r["policy"], r["mechanism"]): r for r in data["strategic"]}
+    assert s[("truthful", "uniform")]["price_above_competitive"] == pytest.approx(0.0, abs=1e-12)
+    assert s[("truthful", "uniform")]["seller_markup_median"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_report_has_a_base64_image_per_figure(tiny_report: Path) -> None:
+    text = (tiny_report / "report.html").read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    for key, _, _ in FIGURES:
+        m = re.search(rf'id="fig-{key}".*?<img[^>]+src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text, re.S)
+        assert m, key
+        assert base64.b64decode(m.group(1))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http://" not in text and "https://" not in text  # self-contained
+
+
+def test_invalid_mechanism_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    matrix.add_arguments(parser)
+    args = parser.parse_args(["--mechanisms", "nope", "--out", str(tmp_path)])
+    assert matrix.main(args) == 2
+    assert "mechanisms" in capsys.readouterr().err
