@@ -87,7 +87,7 @@ class SingleAgentEnv(gymnasium.Env):
         return self._obs[self.agent], infos[self.agent]
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        n_act = self.action_space.shape[0]
+        n_act = int(np.prod(self.env.action_space(self.agent).shape))
         actions = {
             a: (action if a == self.agent else _call(self._policy(a), self._obs[a], self.env.rng, n_act))
             for a in self.env.possible_agents
