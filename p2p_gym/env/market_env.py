@@ -175,7 +175,7 @@ class P2PMarketEnv(ParallelEnv):
         _choice("grid_policy", grid_policy, GRID_POLICIES)
         _choice("reward", reward, REWARDS)
         if render_mode is not None:
-            _choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
+            _choice("render_mode", render_mode, ("human", "rgb_array"))
         if grid_policy in ("block", "fee") and grid == "none":
             raise EnvConfigError(f"grid_policy: {grid_policy!r} needs grid='linear' or 'ac', got grid='none'")
         self.scenario = sc
@@ -441,7 +441,7 @@ class P2PMarketEnv(ParallelEnv):
         net_kwh = injection_kw * self.dt
         blocked_volume = float(self._last_blocked_kwh) if blocked.any() else 0.0
         settlement = market.settle(result, net_kwh, retail, feed_in, n_agents=self.n)
-        fees = np.zeros(self.n)
+        fees: np.ndarray = np.zeros(self.n)
         if self._fee_matrix is not None and len(result.trades.quantity):
             tr = result.trades
             per_trade = self._fee_matrix[tr.seller, tr.buyer] * tr.quantity
@@ -647,27 +647,33 @@ class P2PMarketEnv(ParallelEnv):
 def step_optimum(env: P2PMarketEnv, t: int, net_kwh: np.ndarray) -> float:
     """Welfare optimum of step ``t`` (currency) given the physical positions ``net_kwh``.
 
-    With fixed positions and full connectivity, the optimum matches all internal surplus with internal need and
-    trades only the rest with the grid: welfare = −retail · max(D − S, 0) + feed_in · max(S − D, 0), where S and D
-    are the community's total surplus and need. With dispatchable generators, preferences or fees, the
-    centralised QP of :mod:`p2p_gym.optim` is solved instead.
+    With fixed positions (households), the optimum matches all internal surplus with internal need and trades
+    only the rest with the grid: welfare = −retail · max(D − S, 0) + feed_in · max(S − D, 0), where S and D are
+    the community's total surplus and need. With dispatchable generators (``ieee39``) their output is free in
+    [0, gen_max · dt] at cost ½ a p² + b p, and the centralised P2P QP of :mod:`p2p_gym.optim` is solved with the
+    grid supplier as two extra peers (a seller at the retail price, a buyer at the feed-in price).
     """
     sc = env.scenario
     retail, feed_in = float(sc.retail_price[t]), float(sc.feed_in_price[t])
-    if env._is_gen.any():
-        from p2p_gym import optim
+    gen = env._is_gen
+    if not gen.any():
+        surplus = float(np.clip(net_kwh, 0, None).sum())
+        need = float(np.clip(-net_kwh, 0, None).sum())
+        return -retail * max(need - surplus, 0.0) + feed_in * max(surplus - need, 0.0)
+    from p2p_gym import optim
 
-        load_kwh = sc.load_kw[t] * env.dt
-        problem = optim.from_positions(
-            np.where(env._is_gen, 0.0, net_kwh) - np.where(env._is_gen, load_kwh, 0.0) * 0.0,
-            retail,
-            feed_in,
-        )
-        sol = optim.solve_centralized(problem)
-        return float(sol.welfare)
-    surplus = float(np.clip(net_kwh, 0, None).sum())
-    need = float(np.clip(-net_kwh, 0, None).sum())
-    return -retail * max(need - surplus, 0.0) + feed_in * max(surplus - need, 0.0)
+    base = net_kwh - np.where(gen, np.clip(net_kwh + sc.load_kw[t] * env.dt, 0, None), 0.0)  # without generation
+    cap = sc.gen_max_kw * env.dt
+    big = float(np.abs(base).sum() + cap.sum()) + 1.0
+    n = env.n
+    problem = optim.P2PProblem(
+        a=np.concatenate([np.where(gen, sc.gen_cost_a, 0.0), [0.0, 0.0]]),
+        b=np.concatenate([np.where(gen, sc.gen_cost_b, 0.0), [retail, feed_in]]),
+        p_min=np.concatenate([base, [0.0, -big]]),
+        p_max=np.concatenate([base + np.where(gen, cap, 0.0), [big, 0.0]]),
+        n_prosumers=n,
+    )
+    return float(optim.solve_centralized(problem).welfare)
 
 
 def _community_clear(rule: str, orders: Any, n_agents: int, retail: float, feed_in: float) -> Any:
