@@ -1,10 +1,18 @@
 """Optimisation baselines: the centralised P2P optimum (cvxpy) and the decentralised ADMM P2P market.
 
-Pure numpy/cvxpy (pandapower is imported lazily by :func:`ieee39_problem` only).
+* :class:`P2PProblem` (validated instance) → :func:`solve_centralized` (cvxpy, Clarabel) or :func:`solve_admm`
+  (decentralised ADMM of 001 §4–6) → :class:`P2PSolution`;
+* builders: :func:`from_positions` (one environment step with the grid supplier as peers),
+  :func:`from_scenario_step`, :func:`ieee39_problem` (the 39-bus market of 000);
+* exogenous network fees γ (001 eq. 12): :func:`uniform_fees`, :func:`distance_fees`, :func:`zonal_fees`.
+
+Pure numpy/cvxpy: pandapower is imported lazily by :func:`ieee39_problem` / :func:`ptdf_from_net` only.
 """
 
 from p2p_gym.optim.admm import AsyncConfig, solve_admm
+from p2p_gym.optim.builders import from_positions, from_scenario_step, ieee39_problem, ptdf_from_net
 from p2p_gym.optim.centralized import DEFAULT_ALPHA, solve_centralized, solve_pool
+from p2p_gym.optim.fees import distance_fees, uniform_fees, zonal_fees
 from p2p_gym.optim.problem import InfeasibleError, P2PProblem, P2PSolution
 
 __all__ = [
@@ -13,7 +21,14 @@ __all__ = [
     "InfeasibleError",
     "P2PProblem",
     "P2PSolution",
+    "distance_fees",
+    "from_positions",
+    "from_scenario_step",
+    "ieee39_problem",
+    "ptdf_from_net",
     "solve_admm",
     "solve_centralized",
     "solve_pool",
+    "uniform_fees",
+    "zonal_fees",
 ]
