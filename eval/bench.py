@@ -4,7 +4,8 @@
 welfare − welfare without trading (DOMAIN.md §6), with every agent playing the evaluated policy, averaged over
 the task's evaluation seeds (seed ``s`` fixes the day, so all policies are scored on the same days). Reference
 scores per task: ``random`` (uniform random actions), ``zi-c``, ``truthful`` and ``optimum`` (the optimal gains
-of the same step instances, computed by the env with ``compute_optimum=True`` in the ``truthful`` episodes).
+of the same step instances, computed by the env with ``compute_optimum=True`` in the ``truthful`` episodes). The
+tasks have no batteries, so the physical positions and hence the optimum do not depend on the policy.
 The normalised score is ``(R − R_random) / (R_optimum − R_random)``: 0 = random, 1 = the optimum, by
 construction (:func:`eval.metrics.normalised_score`).
 
@@ -71,14 +72,23 @@ class BenchTask:
 
 
 #: The benchmark tasks (ids end in the version).
+#: No batteries in the tasks: the physical positions (PV − load) are then the same for every policy, so the optimum
+#: is a fixed reference and no policy can score above it.
+_NO_BATTERY_TINY = {"scenario_overrides": {"battery_kwh": [0.0] * 4, "battery_kw": [0.0] * 4}}
+_NO_BATTERY = {"scenario_overrides": {"battery_share": 0.0}}
+
+#: The benchmark tasks (ids end in the version).
 TASKS: dict[str, BenchTask] = {
     t.name: t
     for t in (
-        BenchTask("tiny-uniform-v0", "tiny", "uniform", grid="none"),
-        BenchTask("default-uniform-v0", "default", "uniform"),
-        BenchTask("default-pay_as_bid-v0", "default", "pay_as_bid"),
+        BenchTask("tiny-uniform-v0", "tiny", "uniform", grid="none", env_kwargs=_NO_BATTERY_TINY),
+        BenchTask("default-uniform-v0", "default", "uniform", env_kwargs=_NO_BATTERY),
+        BenchTask("default-pay_as_bid-v0", "default", "pay_as_bid", env_kwargs=_NO_BATTERY),
         BenchTask(
-            "highpv-bilateral-block-v0", "default_high_pv", "bilateral", env_kwargs={"grid_policy": "block"}
+            "highpv-bilateral-block-v0",
+            "default_high_pv",
+            "bilateral",
+            env_kwargs={"grid_policy": "block"},  # default_high_pv has no batteries
         ),
     )
 }
