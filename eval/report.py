@@ -40,7 +40,12 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
         "Trade network",
         "Energy sold seller → buyer over the feeder (recorded episode, first policy).",
     ),
-    ("heatmap", "Line loading", "Loading (%) of every line per step of the recorded episode (first policy)."),
+    (
+        "heatmap",
+        "Line loading",
+        "Loading (%) of every line per step of the recorded episode (first policy); colour scale up to the "
+        "highest loading seen (100 % = thermal limit).",
+    ),
     ("markups", "Markups", "(quoted − true value) / true value of sell and buy orders (recorded episode)."),
     (
         "strategic",
@@ -206,7 +211,7 @@ def draw_heatmap(result: dict[str, Any]) -> Callable[[Any], None]:
             fig.text(0.5, 0.5, "no grid check (grid = none)", ha="center")
             return
         axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
-        vmax = max(100.0, max(float(np.nanmax(s["line_loading_pct"])) for s in panels))
+        vmax = max(1.0, max(float(np.nanmax(s["line_loading_pct"])) for s in panels))
         im = None
         for ax, s in zip(axes, panels):
             im = ax.imshow(
