@@ -389,7 +389,7 @@ def format_summary(result: dict[str, Any]) -> str:
     for r in result["summary"]:
         s = strat.get((r["policy"], r["mechanism"]), {})
         lines.append(
-            f"{r['policy'][:17]:<18}{r['mechanism']:<13}{r['efficiency']:7.3f}{r['poa']:7.2f}"
+            f"{Path(r['policy']).name[:17]:<18}{r['mechanism']:<13}{r['efficiency']:7.3f}{r['poa']:7.3g}"
             f"{r['gains_from_trade']:9.2f}{r['p2p_volume_kwh']:10.1f}{r['average_p2p_price']:8.3f}"
             f"{r['fair_gini']:7.3f}{r['fair_jain']:7.3f}{r['fair_losers_pct']:6.1f}{r['fair_cr20']:6.2f}"
             f"{s.get('exploitability', math.nan):9.3f}{s.get('price_above_competitive', math.nan):8.3f}"
