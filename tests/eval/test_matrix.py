@@ -92,3 +92,34 @@ def test_invalid_mechanism_is_rejected(tmp_path: Path, capsys: pytest.CaptureFix
     args = parser.parse_args(["--mechanisms", "nope", "--out", str(tmp_path)])
     assert matrix.main(args) == 2
     assert "mechanisms" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_trained_run_directory_as_policy(tmp_path: Path) -> None:
+    from training.config import TrainArgs
+    from training.sb3 import train
+
+    run = train(
+        TrainArgs(
+            scenario="tiny",
+            grid="none",
+            timesteps=256,
+            hyperparams={"n_steps": 64, "batch_size": 64},
+            eval_freq=0,
+            checkpoint_freq=0,
+            progress=False,
+            out=str(tmp_path / "run"),
+        )
+    )
+    cell = matrix.run_cell("tiny", str(run), "uniform", 0, 1, "none", {})
+    assert cell["policy"] == str(run) and len(cell["savings"]) == 4
+    assert np.isfinite(cell["kpis"]["welfare"])
+
+
+@pytest.mark.slow
+def test_ray_runner_matches_process_pool() -> None:
+    pytest.importorskip("ray")
+    tasks = [(matrix.run_cell, ("tiny", "truthful", "uniform", 0, 1, "none", {}))]
+    a = matrix.run_tasks(tasks, workers=1, progress=False)
+    b = matrix.run_tasks(tasks, workers=1, use_ray=True, progress=False)
+    assert a[0]["kpis"]["welfare"] == pytest.approx(b[0]["kpis"]["welfare"])
