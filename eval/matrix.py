@@ -219,13 +219,18 @@ def run_tasks(
             print("ray is not installed; using a process pool", file=sys.stderr)
             use_ray = False
     if use_ray:
-        if not ray.is_initialized():
+        started = not ray.is_initialized()
+        if started:
             ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
-        remote = {f: ray.remote(f) for f in {f for f, _ in tasks}}
-        pending = [remote[f].remote(*a) for f, a in tasks]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            report(ray.get(done[0]))
+        try:
+            remote = {f: ray.remote(f) for f in {f for f, _ in tasks}}
+            pending = [remote[f].remote(*a) for f, a in tasks]
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                report(ray.get(done[0]))
+        finally:
+            if started:
+                ray.shutdown()
         return results
     if workers <= 1:
         for f, a in tasks:
