@@ -101,7 +101,9 @@ class ZIP(BiddingRule):
     **Environment** (:meth:`observe_result`): every step is one call-market shout at the public clearing
     price. If the agent traded, it moves its margin up (a seller raises its price toward ``q``, a buyer
     lowers it); if it offered but did not trade while the market cleared at ``q``, a seller with ``p ≥ q``
-    lowers its price and a buyer with ``p ≤ q`` raises it. Nothing is learnt when no clearing price exists.
+    lowers its price and a buyer with ``p ≤ q`` raises it. If nothing cleared at all, its own unfilled order is
+    the rejected shout (``q = p``): the margin shrinks toward the perturbed target ``R · p + A``, so a market
+    of ZIP traders whose quotes stopped crossing recovers.
     Seller and buyer margins are separate (a prosumer switches side during the day).
 
     Args:
@@ -262,15 +264,17 @@ class ZIP(BiddingRule):
         """
         if self._last is None:
             return
-        is_buy, _, feed_in, retail, placed = self._last
-        q = normalised_clearing_price(info, feed_in, retail)
-        if not np.isfinite(q):
-            return
-        if rng is None:
-            rng = np.random.default_rng(int((info.get("market") or {}).get("t") or 0))
+        is_buy, x, feed_in, retail, placed = self._last
         traded = last_fill(info, is_buy) > 1e-12
         if not (traded or placed):
             return  # no order: nothing was rejected
+        q = normalised_clearing_price(info, feed_in, retail)
+        if not np.isfinite(q):
+            if traded:
+                return
+            q = x  # nothing cleared: its own order is the rejected shout (Cliff: lower toward it)
+        if rng is None:
+            rng = np.random.default_rng(int((info.get("market") or {}).get("t") or 0))
         # In a call market a non-trading order is "rejected" on its own side of the book.
         self.learn(1.0 if is_buy else 0.0, is_buy, q, traded, shout_is_bid=is_buy, rng=rng, scale=1.0)
 

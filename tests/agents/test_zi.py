@@ -110,10 +110,24 @@ def test_zip_in_env_moves_toward_clearing_price() -> None:
         {"p2p_sold_kwh": 0.0, "p2p_bought_kwh": 0.0, "market": {"clearing_price": 0.08 + 0.9 * 0.22}}
     )
     assert 1.0 - z.margin[True] == pytest.approx(0.85)
-    # no clearing price: nothing learnt
+    # nothing cleared: its own bid is the rejected shout, target = R * p with R = 1 (c_r = 0): no move
     z.act(_obs(-0.5), rng)
     z.observe_result({"p2p_sold_kwh": 0.0, "p2p_bought_kwh": 0.0, "market": {"clearing_price": float("nan")}})
     assert 1.0 - z.margin[True] == pytest.approx(0.85)
+    # ... with c_r = 0.1 and beta = 1 the bid rises to R * 0.85, R in [1, 1.1]; a seller's ask falls likewise
+    z2 = ZIP(beta=1.0, gamma=0.0, margin=0.2, c_r=0.1, c_a=0.0)
+    nothing = {"p2p_sold_kwh": 0.0, "p2p_bought_kwh": 0.0, "market": {"clearing_price": None}}
+    z2.act(_obs(-0.5), rng)
+    z2.observe_result(nothing)
+    assert 0.8 < 1.0 - z2.margin[True] <= 0.8 * 1.1 + 1e-9
+    z2.act(_obs(0.5), rng)
+    z2.observe_result(nothing)
+    assert 0.2 * 0.9 - 1e-9 <= z2.margin[False] < 0.2
+    # no order placed (zero position): nothing learnt
+    before = dict(z2.margin)
+    z2.act(_obs(0.0), rng)
+    z2.observe_result(nothing)
+    assert z2.margin == before
     z.reset()
     assert z.margin == {True: 0.2, False: 0.2}
 
