@@ -9,7 +9,7 @@ for every seed. Prints the budget, the wall time and the profits; saves the curv
 
 Usage::
 
-    python benchmarks/learning_check.py                       # documented budget (3 seeds x 30000 steps)
+    python benchmarks/learning_check.py                       # documented budget (5 seeds x 50000 steps)
     python benchmarks/learning_check.py --seeds 0 1 2 3 4 --timesteps 50000
 """
 
@@ -101,12 +101,12 @@ def plot(rows: dict[int, list[dict[str, float]]], path: Path, title: str) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--timesteps", type=int, default=30_000, help="PPO budget per seed (env steps)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--timesteps", type=int, default=50_000, help="PPO budget per seed (env steps)")
     parser.add_argument(
         "--agent", default="prosumer_0", help="the learner's slot (default: %(default)s, PV seller)"
     )
-    parser.add_argument("--eval-freq", type=int, default=3_000)
+    parser.add_argument("--eval-freq", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs/learning_check"))
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "learning_check.png")

@@ -1,0 +1,44 @@
+"""RLlib PPO on the PettingZoo env with a tiny budget (local Ray cluster); skipped without ``ray``."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray.rllib")
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("setting", ["shared", "independent"])
+def test_rllib_train_and_evaluate(setting: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "p2p_gym.cli", "train", "--lib", "rllib", "--setting", setting]
+    cmd += ["--scenario", "tiny", "--episode-steps", "16", "--timesteps", "128", "--eval-episodes", "1"]
+    cmd += ["--hp", "train_batch_size_per_learner=64", "--hp", "minibatch_size=32", "--hp", "num_epochs=1"]
+    cmd += ["--ray-num-cpus", "1", "--no-progress", "--out", str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (run / "config.yaml").exists() and (run / "checkpoint" / "rllib_checkpoint.json").exists()
+    modules = {
+        p.name
+        for p in (run / "checkpoint" / "learner_group" / "learner" / "rl_module").iterdir()
+        if p.is_dir()
+    }
+    assert modules == ({"shared"} if setting == "shared" else {f"prosumer_{i}" for i in range(4)})
+    with (run / "progress.csv").open() as f:
+        assert list(csv.DictReader(f))
+    with (run / "evaluations.csv").open() as f:
+        assert list(csv.DictReader(f))
+    out = subprocess.run(
+        [sys.executable, "-m", "p2p_gym.cli", "evaluate-policy", str(run), "--episodes", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0 and "prosumer_3" in out.stdout, out.stdout + out.stderr
