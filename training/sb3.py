@@ -264,7 +264,11 @@ def _train_one(args: TrainArgs, run: Path) -> None:
                 save_vecnormalize=norm is not None,
             )
         )
-    with tqdm(total=args.timesteps, disable=not args.progress, desc=args.run_name, unit="step") as bar:
+    total = args.timesteps
+    if args.algo in ("ppo", "a2c"):  # on-policy learning stops after a whole rollout
+        rollout = int(args.resolved_hyperparams["n_steps"]) * venv.num_envs
+        total = -(-args.timesteps // rollout) * rollout
+    with tqdm(total=total, disable=not args.progress, desc=args.run_name, unit="step") as bar:
         callbacks.insert(0, TqdmCallback(bar))
         model.learn(
             args.timesteps, callback=CallbackList(callbacks), log_interval=log_interval(args, venv.num_envs)
