@@ -209,12 +209,14 @@ def _run_sync(
     z = 0.5 * (p - p[rev])
     s = np.bincount(src, p, minlength=n)
     H = ctx.H
+    fmax = np.zeros(0) if pb.line_max is None else pb.line_max
+    w = phi = np.zeros(0)
     if H is not None:
         w = np.zeros(H.shape[0]) if warm is None else warm.state.get("w", np.zeros(H.shape[0])).copy()
-        phi = np.clip(H @ s, -pb.line_max, pb.line_max)
+        phi = np.clip(H @ s, -fmax, fmax)
     per_trade = stopping == "per_trade"
     active = np.ones(src.size, dtype=bool)
-    calm = np.zeros(src.size, dtype=np.int64)
+    calm: np.ndarray = np.zeros(src.size, dtype=np.int64)
     a_eff, b_eff, pmin_eff, pmax_eff = pb.a, pb.b, pb.p_min, pb.p_max
     pri_hist: list[float] = []
     dual_hist: list[float] = []
@@ -263,7 +265,7 @@ def _run_sync(
         d2 = float(dp @ dp)
         if H is not None:
             flow = H @ s
-            phi_new = np.clip(flow + w, -pb.line_max, pb.line_max)
+            phi_new = np.clip(flow + w, -fmax, fmax)
             w = w + flow - phi_new
             r2 += float(np.sum((flow - phi_new) ** 2))
             d2 += float(np.sum((phi_new - phi) ** 2))

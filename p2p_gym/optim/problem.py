@@ -29,7 +29,9 @@ class InfeasibleError(OptimError):
 
 
 def _vec(name: str, value: Any, n: int | None) -> np.ndarray:
-    arr = np.array(value, dtype=np.float64, copy=True).reshape(-1) if np.ndim(value) else None
+    arr: np.ndarray | None = (
+        np.array(value, dtype=np.float64, copy=True).reshape(-1) if np.ndim(value) else None
+    )
     if arr is None:
         if n is None:
             raise OptimError(f"{name}: expected a 1-D array, got the scalar {value!r}")
@@ -43,7 +45,7 @@ def _vec(name: str, value: Any, n: int | None) -> np.ndarray:
 
 
 def _mat(name: str, value: Any, shape: tuple[int, int], dtype: type = np.float64) -> np.ndarray:
-    arr = np.array(value, dtype=dtype, copy=True)
+    arr: np.ndarray = np.array(value, dtype=dtype, copy=True)
     if arr.shape != shape:
         raise OptimError(f"{name}: expected shape {shape}, got {arr.shape}")
     arr.setflags(write=False)
