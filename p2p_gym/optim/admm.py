@@ -36,7 +36,7 @@ from p2p_gym.optim.centralized import DEFAULT_ALPHA
 from p2p_gym.optim.local import local_step
 from p2p_gym.optim.problem import P2PProblem, P2PSolution, solution_from_edges
 
-__all__ = ["AsyncConfig", "solve_admm"]
+__all__ = ["AsyncConfig", "auto_rho", "solve_admm"]
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,24 @@ def _warm_arrays(problem: P2PProblem, warm: P2PSolution | None) -> tuple[np.ndar
     return p, lam, nu
 
 
+def auto_rho(problem: P2PProblem) -> float:
+    """Heuristic penalty: mean peer count × median curvature a (> 0), or × median |b| / median bound.
+
+    Each agent's net position responds to ρ through its M_n trades, so ρ·M_n plays the role of the penalty on
+    p_n; scaling ρ with the degree keeps the iteration count roughly flat in N (see ``benchmarks/admm.py``).
+    """
+    deg = float(np.mean(problem.edges.degree)) if problem.edges.n_edges else 1.0
+    pos = problem.a[problem.a > 0]
+    if pos.size:
+        return deg * float(np.median(pos))
+    scale = float(np.median(np.maximum(np.abs(problem.p_min), np.abs(problem.p_max))))
+    price = float(np.median(np.abs(problem.b)))
+    return deg * price / scale if scale > 0 and price > 0 else 1.0
+
+
 def solve_admm(
     problem: P2PProblem,
-    rho: float = 1.0,
+    rho: float | Literal["auto"] = "auto",
     eps_primal: float = 1e-5,
     eps_dual: float = 1e-5,
     max_iter: int = 20_000,
@@ -141,7 +156,8 @@ def solve_admm(
 
     Args:
         problem: the instance.
-        rho: ADMM penalty ρ > 0 (currency/unit²): strongly affects the iteration count (001 Fig. 4).
+        rho: ADMM penalty ρ > 0 (currency/unit²): strongly affects the iteration count (001 Fig. 4);
+            "auto" uses :func:`auto_rho`.
         eps_primal: global primal tolerance ε_pri (stop when Σ_n r_n ≤ ε_pri²).
         eps_dual: global dual tolerance ε_dual (stop when Σ_n s_n ≤ ε_dual²).
         max_iter: iteration cap (status "max_iter" when reached; the result is then not optimal).
@@ -163,6 +179,10 @@ def solve_admm(
     Raises:
         OptimError: on invalid arguments; InfeasibleError if a peer component cannot balance.
     """
+    if isinstance(rho, str):
+        if rho != "auto":
+            raise OptimError(f"rho: expected a positive number or 'auto', got {rho!r}")
+        rho = auto_rho(problem)
     _check_args(rho, eps_primal, eps_dual, max_iter, stopping)
     if alpha < 0 or not np.isfinite(alpha):
         raise OptimError(f"alpha: must be finite and ≥ 0, got {alpha}")

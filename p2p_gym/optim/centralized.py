@@ -59,17 +59,28 @@ def _compile(problem: P2PProblem, alpha: float) -> _Compiled:
     p = cp.Variable(n_e, name="p")
     incidence = sp.csr_matrix((np.ones(n_e), (e.src, np.arange(n_e))), shape=(n, n_e))
     prm = {
-        "a": cp.Parameter(n, nonneg=True, name="a"),
+        "sqrt_a": cp.Parameter(n, nonneg=True, name="sqrt_a"),
         "b": cp.Parameter(n, name="b"),
         "p_min": cp.Parameter(n, name="p_min"),
         "p_max": cp.Parameter(n, name="p_max"),
         "beta": cp.Parameter(n_e, nonneg=True, name="beta"),
     }
-    s = incidence @ p
-    obj = 0.5 * cp.sum(cp.multiply(prm["a"], cp.square(s))) + prm["b"] @ s + prm["beta"] @ cp.abs(p)
-    obj = obj + alpha * cp.sum_squares(p)
+    # Parameters enter only linear terms and constraints (cvxpy's quadratic coefficient extraction is dense
+    # in the parameters): ½·Σ a·s² = ½·‖u‖² with u = √a ⊙ s, and β·|p| = β·τ with τ ≥ ±p.
+    s = cp.Variable(n, name="s")
+    u = cp.Variable(n, name="u")
+    tau = cp.Variable(n_e, name="tau")
+    obj = 0.5 * cp.sum_squares(u) + prm["b"] @ s + prm["beta"] @ tau + alpha * cp.sum_squares(p)
     reciprocity = p[e.fwd] + p[e.rev[e.fwd]] == 0
-    cons: list[cp.Constraint] = [reciprocity, s >= prm["p_min"], s <= prm["p_max"]]
+    cons: list[cp.Constraint] = [
+        reciprocity,
+        s == incidence @ p,
+        u == cp.multiply(prm["sqrt_a"], s),
+        tau >= p,
+        tau >= -p,
+        s >= prm["p_min"],
+        s <= prm["p_max"],
+    ]
     lo_idx, hi_idx = np.flatnonzero(np.isfinite(lo)), np.flatnonzero(np.isfinite(hi))
     if lo_idx.size:
         prm["lo"] = cp.Parameter(lo_idx.size, name="lo")
@@ -134,7 +145,7 @@ def solve_centralized(
     t0 = time.perf_counter()
     c = _get_compiled(problem, alpha)
     lo, hi = problem.edge_bounds
-    c.params["a"].value = problem.a
+    c.params["sqrt_a"].value = np.sqrt(problem.a)
     c.params["b"].value = problem.b
     c.params["p_min"].value = problem.p_min
     c.params["p_max"].value = problem.p_max
