@@ -31,14 +31,23 @@ def test_run_writes_files_and_a_sane_table(tmp_path: Path) -> None:
         "--grid", "linear", "--seed", "0", "--out", str(out), "--no-progress",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    for f in ("summary.json", "steps.csv", "agents.csv", "prices_volume.png", "bills.png", "line_loading.png"):
+    for f in (
+        "summary.json",
+        "steps.csv",
+        "agents.csv",
+        "prices_volume.png",
+        "bills.png",
+        "line_loading.png",
+    ):
         assert (out / f).stat().st_size > 0, f
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 < summary["efficiency"] <= 1.0 + 1e-9
     assert summary["steps"] == 192 and summary["agents"] == 4
     # money: community bill = what the grid receives; savings = grid-only minus market bills
     assert summary["total_bill"] <= summary["total_grid_only_bill"] + 1e-9
-    assert summary["gains_from_trade"] == pytest.approx(summary["total_grid_only_bill"] - summary["total_bill"])
+    assert summary["gains_from_trade"] == pytest.approx(
+        summary["total_grid_only_bill"] - summary["total_bill"]
+    )
     assert "efficiency vs optimum" in res.stdout and "prosumer_3" in res.stdout
     rows = (out / "steps.csv").read_text().splitlines()
     assert len(rows) == 193

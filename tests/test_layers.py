@@ -11,7 +11,9 @@ import pytest
 
 def _modules_after(code: str) -> set[str]:
     probe = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
-    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+    )
     return set(json.loads(res.stdout.strip().splitlines()[-1]))
 
 

@@ -662,7 +662,9 @@ def step_optimum(env: P2PMarketEnv, t: int, net_kwh: np.ndarray) -> float:
         return -retail * max(need - surplus, 0.0) + feed_in * max(surplus - need, 0.0)
     from p2p_gym import optim
 
-    base = net_kwh - np.where(gen, np.clip(net_kwh + sc.load_kw[t] * env.dt, 0, None), 0.0)  # without generation
+    base = net_kwh - np.where(
+        gen, np.clip(net_kwh + sc.load_kw[t] * env.dt, 0, None), 0.0
+    )  # without generation
     cap = sc.gen_max_kw * env.dt
     big = float(np.abs(base).sum() + cap.sum()) + 1.0
     n = env.n

@@ -30,7 +30,7 @@ def _rollout(env: P2PMarketEnv, seed: int, policy=None) -> list:  # type: ignore
             a: (policy(obs[a]) if policy else rng.uniform(-1, 1, env.action_space(a).shape))
             for a in env.agents
         }
-        obs, rew, term, trunc, info = env.step(acts)
+        obs, rew, _term, _trunc, info = env.step(acts)
         trace.append((obs, rew, info))
     return trace
 
@@ -97,7 +97,7 @@ def test_different_seeds_start_on_different_days() -> None:
 @pytest.mark.parametrize("grid", ["linear", "ac"])
 def test_random_rollout_balances_every_step(mechanism: str, grid: str) -> None:
     env = _tiny(mechanism=mechanism, grid=grid, peer_selection=mechanism == "bilateral", episode_steps=96)
-    for obs, rew, info in _rollout(env, 3):
+    for _obs, rew, info in _rollout(env, 3):
         m = info["prosumer_0"]["market"]
         assert abs(m["money_balance"]) < 1e-9
         assert abs(m["energy_balance_kwh"]) < 1e-9
@@ -111,7 +111,9 @@ def test_random_rollout_balances_every_step(mechanism: str, grid: str) -> None:
 @pytest.mark.parametrize("name", ["default", "cigre_lv", "default_high_pv", "ieee39"])
 @pytest.mark.parametrize("grid", ["linear", "ac"])
 def test_random_rollout_every_scenario(name: str, grid: str) -> None:
-    env = parallel_env(cached_scenario(name), mechanism="uniform", grid=grid, episode_steps=6, grid_policy="block")
+    env = parallel_env(
+        cached_scenario(name), mechanism="uniform", grid=grid, episode_steps=6, grid_policy="block"
+    )
     for _, _, info in _rollout(env, 0):
         m = info[env.possible_agents[0]]["market"]
         scale = max(1.0, sum(abs(i["bill"]) for i in info.values()))

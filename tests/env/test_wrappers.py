@@ -55,7 +55,7 @@ def test_shared_policy_vec_env_steps_all_agents() -> None:
     assert vec.num_envs == 8
     obs = vec.reset()
     assert obs.shape == (8, vec.observation_space.shape[0])
-    for step in range(3):
+    for _step in range(3):
         obs, rew, dones, infos = vec.step(np.zeros((8, 3), dtype=np.float32))
         assert rew.shape == (8,) and len(infos) == 8
     assert dones.all() and "terminal_observation" in infos[0]
