@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from p2p_gym.errors import OptimError
-from p2p_gym.optim.centralized import DEFAULT_ALPHA
+from p2p_gym.optim.centralized import resolve_alpha
 from p2p_gym.optim.local import local_step
 from p2p_gym.optim.problem import P2PProblem, P2PSolution, solution_from_edges
 
@@ -147,7 +147,7 @@ def solve_admm(
     asynchronous: AsyncConfig | None = None,
     rng: np.random.Generator | None = None,
     *,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float | None = None,
     eps_trade: float | None = None,
     settle_patience: int = 1,
     rho_line: float | None = None,
@@ -158,7 +158,7 @@ def solve_admm(
         problem: the instance.
         rho: ADMM penalty ρ > 0 (currency/unit²): strongly affects the iteration count (001 Fig. 4);
             "auto" uses :func:`auto_rho`.
-        eps_primal: global primal tolerance ε_pri (stop when Σ_n r_n ≤ ε_pri²).
+        eps_primal: global primal tolerance ε_pri (stop when Σ_n r_n ≤ ε_pri²); absolute, in the problem's units.
         eps_dual: global dual tolerance ε_dual (stop when Σ_n s_n ≤ ε_dual²).
         max_iter: iteration cap (status "max_iter" when reached; the result is then not optimal).
         warm_start: a previous solution (e.g. of the preceding time step) to start from: its trades and
@@ -168,7 +168,8 @@ def solve_admm(
         asynchronous: an :class:`AsyncConfig` to simulate the asynchronous algorithm (001 §5.3), else None.
         rng: random generator for the asynchronous simulation's delays and losses (required with
             ``asynchronous``).
-        alpha: trade regulariser α (must match the centralised solve to compare trades).
+        alpha: trade regulariser α (must match the centralised solve to compare trades; None for the same
+            scale-aware default as :func:`solve_centralized`).
         eps_trade: per-trade tolerance (default ``eps_dual``).
         settle_patience: consecutive iterations below ``eps_trade`` before a trade settles.
         rho_line: penalty of the line-flow coupling (default ``rho``); only with line limits.
@@ -184,8 +185,7 @@ def solve_admm(
             raise OptimError(f"rho: expected a positive number or 'auto', got {rho!r}")
         rho = auto_rho(problem)
     _check_args(rho, eps_primal, eps_dual, max_iter, stopping)
-    if alpha < 0 or not np.isfinite(alpha):
-        raise OptimError(f"alpha: must be finite and ≥ 0, got {alpha}")
+    alpha = resolve_alpha(problem, alpha)
     if settle_patience < 1:
         raise OptimError(f"settle_patience: must be ≥ 1, got {settle_patience}")
     eps_trade = eps_dual if eps_trade is None else float(eps_trade)

@@ -22,7 +22,8 @@ from p2p_gym.optim.problem import InfeasibleError, P2PProblem, P2PSolution, solu
 __all__ = ["DEFAULT_ALPHA", "solve_centralized", "solve_pool"]
 
 DEFAULT_ALPHA = 1e-6
-"""Default weight of the trade regulariser α·Σ p_nm² (currency/unit²)."""
+"""Default relative weight of the trade regulariser: α = DEFAULT_ALPHA · ``problem.alpha_scale`` (currency/unit²)
+unless α is given. An absolute α would distort instances in large units (ieee39 in kWh: 2αp ≈ 0.2 EUR/kWh)."""
 
 _CACHE_SIZE = 32
 
@@ -40,7 +41,7 @@ class _Compiled:
 _cache: OrderedDict[tuple[Any, ...], _Compiled] = OrderedDict()
 
 
-def _structure_key(problem: P2PProblem, alpha: float) -> tuple[Any, ...]:
+def _structure_key(problem: P2PProblem) -> tuple[Any, ...]:
     lo, hi = problem.edge_bounds
     return (
         problem.n_agents,
@@ -48,11 +49,10 @@ def _structure_key(problem: P2PProblem, alpha: float) -> tuple[Any, ...]:
         np.isfinite(lo).tobytes(),
         np.isfinite(hi).tobytes(),
         problem.n_lines,
-        float(alpha),
     )
 
 
-def _compile(problem: P2PProblem, alpha: float) -> _Compiled:
+def _compile(problem: P2PProblem) -> _Compiled:
     n, e = problem.n_agents, problem.edges
     n_e = e.n_edges
     lo, hi = problem.edge_bounds
@@ -64,13 +64,14 @@ def _compile(problem: P2PProblem, alpha: float) -> _Compiled:
         "p_min": cp.Parameter(n, name="p_min"),
         "p_max": cp.Parameter(n, name="p_max"),
         "beta": cp.Parameter(n_e, nonneg=True, name="beta"),
+        "alpha": cp.Parameter(nonneg=True, name="alpha"),
     }
     # Parameters enter only linear terms and constraints (cvxpy's quadratic coefficient extraction is dense
     # in the parameters): ½·Σ a·s² = ½·‖u‖² with u = √a ⊙ s, and β·|p| = β·τ with τ ≥ ±p.
     s = cp.Variable(n, name="s")
     u = cp.Variable(n, name="u")
     tau = cp.Variable(n_e, name="tau")
-    obj = 0.5 * cp.sum_squares(u) + prm["b"] @ s + prm["beta"] @ tau + alpha * cp.sum_squares(p)
+    obj = 0.5 * cp.sum_squares(u) + prm["b"] @ s + prm["beta"] @ tau + prm["alpha"] * cp.sum_squares(p)
     reciprocity = p[e.fwd] + p[e.rev[e.fwd]] == 0
     cons: list[cp.Constraint] = [
         reciprocity,
@@ -101,17 +102,27 @@ def _compile(problem: P2PProblem, alpha: float) -> _Compiled:
     return _Compiled(prob, p, prm, reciprocity, line_up, line_dn)
 
 
-def _get_compiled(problem: P2PProblem, alpha: float) -> _Compiled:
-    key = _structure_key(problem, alpha)
+def _get_compiled(problem: P2PProblem) -> _Compiled:
+    key = _structure_key(problem)
     hit = _cache.get(key)
     if hit is None:
-        hit = _compile(problem, alpha)
+        hit = _compile(problem)
         _cache[key] = hit
         if len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     else:
         _cache.move_to_end(key)
     return hit
+
+
+def resolve_alpha(problem: P2PProblem, alpha: float | None) -> float:
+    """The regulariser weight to use: ``alpha`` if given (validated), else the scale-aware default."""
+    if alpha is None:
+        return DEFAULT_ALPHA * problem.alpha_scale
+    alpha = float(alpha)
+    if alpha < 0 or not np.isfinite(alpha):
+        raise OptimError(f"alpha: must be finite and ≥ 0, got {alpha}")
+    return alpha
 
 
 def _check_status(status: str, what: str) -> None:
@@ -122,14 +133,15 @@ def _check_status(status: str, what: str) -> None:
 
 
 def solve_centralized(
-    problem: P2PProblem, solver: str | None = None, *, alpha: float = DEFAULT_ALPHA, **solver_kwargs: Any
+    problem: P2PProblem, solver: str | None = None, *, alpha: float | None = None, **solver_kwargs: Any
 ) -> P2PSolution:
     """Solve the P2P market problem centrally with cvxpy.
 
     Args:
         problem: the instance.
         solver: a cvxpy solver name (default Clarabel).
-        alpha: weight of the uniqueness regulariser α·Σ p_nm² (excluded from the reported cost).
+        alpha: weight of the uniqueness regulariser α·Σ p_nm² (excluded from the reported cost); None for
+            ``DEFAULT_ALPHA · problem.alpha_scale``.
         **solver_kwargs: passed to ``cvxpy.Problem.solve``.
 
     Returns:
@@ -139,38 +151,41 @@ def solve_centralized(
         InfeasibleError: if no feasible trades exist.
         OptimError: if the solver ends with any other non-optimal status.
     """
-    if alpha < 0 or not np.isfinite(alpha):
-        raise OptimError(f"alpha: must be finite and ≥ 0, got {alpha}")
+    alpha = resolve_alpha(problem, alpha)
     problem.check_feasible_components()
     t0 = time.perf_counter()
-    c = _get_compiled(problem, alpha)
+    c = _get_compiled(problem)
+    # Solve in scaled units (quantities / Q, money / (C·Q)) so that kWh and GWh instances are equally well
+    # conditioned; α becomes α·Q/C (= DEFAULT_ALPHA by default) and the duals scale back by C.
+    q_s, c_s = problem.quantity_scale, problem.price_scale
     lo, hi = problem.edge_bounds
-    c.params["sqrt_a"].value = np.sqrt(problem.a)
-    c.params["b"].value = problem.b
-    c.params["p_min"].value = problem.p_min
-    c.params["p_max"].value = problem.p_max
-    c.params["beta"].value = problem.edge_beta
+    c.params["sqrt_a"].value = np.sqrt(problem.a * (q_s / c_s))
+    c.params["b"].value = problem.b / c_s
+    c.params["p_min"].value = problem.p_min / q_s
+    c.params["p_max"].value = problem.p_max / q_s
+    c.params["beta"].value = problem.edge_beta / c_s
+    c.params["alpha"].value = alpha * q_s / c_s
     if "lo" in c.params:
-        c.params["lo"].value = lo[np.isfinite(lo)]
+        c.params["lo"].value = lo[np.isfinite(lo)] / q_s
     if "hi" in c.params:
-        c.params["hi"].value = hi[np.isfinite(hi)]
+        c.params["hi"].value = hi[np.isfinite(hi)] / q_s
     if problem.n_lines:
         c.params["H"].value = problem.line_matrix
-        c.params["F"].value = problem.line_max
+        c.params["F"].value = problem.line_max / q_s
     try:
         c.problem.solve(solver=solver or cp.CLARABEL, **solver_kwargs)
     except cp.error.SolverError as exc:
         raise OptimError(f"solve_centralized: solver {solver or 'CLARABEL'} failed: {exc}") from exc
     _check_status(c.problem.status, "solve_centralized")
     e = problem.edges
-    p_edge = np.asarray(c.p.value, dtype=np.float64)
+    p_edge = np.asarray(c.p.value, dtype=np.float64) * q_s
     # cvxpy's equality dual y enters the Lagrangian as +y·(p_nm + p_mn); the ADMM multiplier λ has the same
     # sign, and the price is π = −λ.
-    lam_pair = np.asarray(c.reciprocity.dual_value, dtype=np.float64).reshape(-1)
+    lam_pair = np.asarray(c.reciprocity.dual_value, dtype=np.float64).reshape(-1) * c_s
     lam_edge = lam_pair[e.pair]
     line_prices = None
     if c.line_up is not None and c.line_dn is not None:
-        line_prices = np.asarray(c.line_up.dual_value) - np.asarray(c.line_dn.dual_value)
+        line_prices = (np.asarray(c.line_up.dual_value) - np.asarray(c.line_dn.dual_value)) * c_s
     return solution_from_edges(
         problem,
         p_edge,

@@ -215,6 +215,31 @@ class P2PProblem:
         return Edges(src=src, dst=dst, rev=rev, pair=pair, fwd=fwd, degree=degree)
 
     @cached_property
+    def quantity_scale(self) -> float:
+        """Q: the largest finite bound |p_min|, |p_max| (units; 1 when there is none)."""
+        bounds = np.abs(np.concatenate([self.p_min, self.p_max]))
+        bounds = bounds[np.isfinite(bounds)]
+        return float(bounds.max()) if bounds.size and bounds.max() > 0 else 1.0
+
+    @cached_property
+    def price_scale(self) -> float:
+        """C: the largest of |b|, a·Q and β (currency/unit; 1 when all are zero)."""
+        prices = [float(np.abs(self.b).max()), float(self.a.max()) * self.quantity_scale]
+        if self.preference is not None:
+            prices.append(float(self.preference.max()))
+        c = max(prices)
+        return c if c > 0 else 1.0
+
+    @property
+    def alpha_scale(self) -> float:
+        """C / Q (currency/unit²), the unit of the trade regulariser α.
+
+        ``DEFAULT_ALPHA · alpha_scale`` keeps the regulariser's marginal effect 2αQ at about 2·10⁻⁶ of the
+        prices whatever the units (kWh or GWh, cents or EUR).
+        """
+        return self.price_scale / self.quantity_scale
+
+    @cached_property
     def edge_beta(self) -> np.ndarray:
         """float[E]: preference β of each directed edge."""
         e = self.edges

@@ -240,3 +240,37 @@ def test_render_rgb_array() -> None:
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
     assert img.std() > 0
     env.close()
+
+
+def _pool_oracle(sc, t: int, dt: float) -> float:  # type: ignore[no-untyped-def]
+    """Independent optimum of one ieee39 step: a pool with dispatchable units and the grid at retail/feed-in."""
+    import cvxpy as cp
+
+    gen = sc.gen_max_kw > 0
+    fixed = float(((sc.pv_kw[t] - sc.load_kw[t]) * dt).sum())  # all inflexible positions
+    g = cp.Variable(int(gen.sum()))
+    imp, exp = cp.Variable(nonneg=True), cp.Variable(nonneg=True)
+    cost = (
+        cp.sum(0.5 * cp.multiply(sc.gen_cost_a[gen], cp.square(g)) + cp.multiply(sc.gen_cost_b[gen], g))
+        + sc.retail_price[t] * imp
+        - sc.feed_in_price[t] * exp
+    )
+    cons = [g >= 0, g <= sc.gen_max_kw[gen] * dt, fixed + cp.sum(g) + imp - exp == 0]
+    prob = cp.Problem(cp.Minimize(cost), cons)
+    prob.solve(solver=cp.CLARABEL)
+    return -float(prob.value)
+
+
+def test_ieee39_optimum_matches_pool_oracle() -> None:
+    """With generators the env solves the P2P QP; full connectivity makes it the pool optimum (DOMAIN §2)."""
+    sc = cached_scenario("ieee39")
+    env = parallel_env(sc, grid="none", episode_steps=3, compute_optimum=True)
+    env.reset(seed=4)
+    rng = np.random.default_rng(4)
+    while env.agents:
+        t = env.t
+        _, _, _, _, info = env.step({a: rng.uniform(-1, 1, env.action_space(a).shape) for a in env.agents})
+        m = info[env.possible_agents[0]]["market"]
+        ref = _pool_oracle(sc, t, env.dt)
+        assert m["welfare_optimum"] == pytest.approx(ref, rel=1e-5, abs=1e-3)
+        assert m["welfare"] <= m["welfare_optimum"] + 1e-6 * abs(ref)

@@ -17,6 +17,7 @@ from p2p_gym.optim import (
     ieee39_problem,
     solve_admm,
     solve_centralized,
+    solve_pool,
     uniform_fees,
     zonal_fees,
 )
@@ -203,10 +204,33 @@ def test_dpp_cache_reuses_compilation() -> None:
     pb = P2PProblem(rng.uniform(0.1, 1, 8), rng.uniform(1, 5, 8), -np.ones(8), np.ones(8))
     solve_centralized(pb)
     before = len(central_mod._cache)
-    key = central_mod._structure_key(pb, central_mod.DEFAULT_ALPHA)
+    key = central_mod._structure_key(pb)
     compiled = central_mod._cache[key]
     for _ in range(3):
         pb2 = P2PProblem(rng.uniform(0.1, 1, 8), rng.uniform(1, 5, 8), -np.ones(8), np.ones(8))
         sol = solve_centralized(pb2)
         assert sol.cost == pytest.approx(pb2.objective(sol.trades))
     assert len(central_mod._cache) == before and central_mod._cache[key] is compiled
+
+
+@pytest.mark.parametrize("units", [1e-3, 1.0, 1e6])
+def test_solution_is_unit_invariant(units: float) -> None:
+    """kWh vs MWh vs GWh: the optimum is the pool optimum (oracle) in any unit, and prices do not move.
+
+    Regression: an absolute regulariser α = 1e-6 on an ieee39 step in kWh (trades ~1e5) added a marginal
+    2αp ≈ 0.2 EUR/kWh and cut the units' output by half.
+    """
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(0.1, 1.0, 6), rng.uniform(1.0, 5.0, 6)
+    lo, hi = -rng.uniform(0.5, 3.0, 6), rng.uniform(0.5, 3.0, 6)
+    pb = P2PProblem(a / units, b, lo * units, hi * units)
+    sol = solve_centralized(pb)
+    power, cost, price = solve_pool(pb)
+    assert sol.cost == pytest.approx(cost, rel=1e-6, abs=1e-9 * units)
+    np.testing.assert_allclose(sol.power, power, atol=1e-5 * units)
+    off = ~np.eye(6, dtype=bool) & (np.abs(sol.trades) > 1e-3 * units)
+    np.testing.assert_allclose(sol.prices[off], price, rtol=1e-4)
+    eps = 1e-5 * min(units, 1.0)  # ADMM tolerances are absolute, in the problem's units
+    admm = solve_admm(pb, rho="auto", max_iter=50_000, eps_primal=eps, eps_dual=eps)
+    assert admm.status == "converged"
+    assert admm.cost == pytest.approx(cost, rel=1e-4, abs=1e-6 * units)
