@@ -169,7 +169,7 @@ def solve_centralized(
         c.params["lo"].value = lo[np.isfinite(lo)] / q_s
     if "hi" in c.params:
         c.params["hi"].value = hi[np.isfinite(hi)] / q_s
-    if problem.n_lines:
+    if problem.n_lines and problem.line_max is not None:
         c.params["H"].value = problem.line_matrix
         c.params["F"].value = problem.line_max / q_s
     try:
