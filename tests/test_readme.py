@@ -18,3 +18,12 @@ def test_quickstart_runs(capsys) -> None:  # type: ignore[no-untyped-def]
     out = capsys.readouterr().out
     assert "of the optimum" in out and "max line loading" in out
     assert namespace["env"].agents == []  # the episode ran to its end
+
+
+def test_agents_example_runs() -> None:
+    from tests._readme import python_blocks, readme_section
+
+    namespace: dict = {}
+    exec(compile(python_blocks(readme_section("Rule-based agents"))[0], "README-agents", "exec"), namespace)
+    assert namespace["env"].agents == []  # played to the end
+    assert set(namespace["policies"]) == set(namespace["env"].possible_agents)
