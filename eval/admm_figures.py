@@ -8,7 +8,7 @@
 * ``admm_async.png``: simulated time to converge vs message-loss probability σ, synchronous (δ = 1) vs
   asynchronous (δ < 1) (001 Fig. 8).
 
-Run: ``python -m eval.admm_figures --out eval/figures [--draws 1000] [--seed 0]`` (a few minutes).
+Run: ``python -m eval.admm_figures --out docs/figures [--draws 1000] [--seed 0]`` (a few minutes).
 Every random draw comes from one ``numpy.random.Generator`` seeded by ``--seed``.
 """
 
@@ -222,7 +222,7 @@ def fig_async(out: Path, rng: np.random.Generator, n: int = 10, draws: int = 5) 
 def main(argv: list[str] | None = None) -> None:
     """Generate all figures into ``--out`` and print the tables."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("eval/figures"))
+    ap.add_argument("--out", type=Path, default=Path("docs/figures"))
     ap.add_argument("--draws", type=int, default=1000, help="random markets for the stopping figure (Fig. 5)")
     ap.add_argument("--stopping-rho", type=float, default=1.0, help="ρ of the stopping-criteria comparison")
     ap.add_argument("--seed", type=int, default=0)
