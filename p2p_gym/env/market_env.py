@@ -336,32 +336,27 @@ class P2PMarketEnv(ParallelEnv):
             if row.size != self._n_act:
                 raise EnvConfigError(f"actions[{a!r}]: expected {self._n_act} entries, got {row.size}")
             act[i] = row
-        nonfinite = ~np.isfinite(act)
-        act[nonfinite] = 0.0
-        outside = (act < -1.0) | (act > 1.0)
-        np.clip(act, -1.0, 1.0, out=act)
-        return act, (outside | nonfinite).sum(axis=1), nonfinite.sum(axis=1)
+        return decode_action_array(act)
 
     def _battery(self, setpoint: np.ndarray) -> np.ndarray:
         """Battery power (kW, positive = discharge) feasible for the state of charge; updates the SoC."""
         sc = self.scenario
-        eff = sc.battery_efficiency
-        want = setpoint * sc.battery_kw
-        max_dis = self._soc * eff / self.dt
-        max_chg = (sc.battery_kwh - self._soc) / eff / self.dt
-        kw = np.where(self._has_bat, np.clip(want, -max_chg, max_dis), 0.0)
-        self._soc = np.clip(self._soc - np.where(kw > 0, kw / eff, kw * eff) * self.dt, 0.0, sc.battery_kwh)
+        kw, self._soc = battery_dispatch(
+            setpoint, self._soc, sc.battery_kw, sc.battery_kwh, sc.battery_efficiency, self.dt, self._has_bat
+        )
         return kw
 
     def _orders(self, t: int, act: np.ndarray, battery_kw: np.ndarray) -> tuple[Any, np.ndarray | None]:
         sc = self.scenario
-        position = (sc.pv_kw[t] - sc.load_kw[t] + battery_kw) * self.dt  # kWh, before dispatchable generation
-        retail, feed_in = sc.retail_price[t], sc.feed_in_price[t]
-        price = feed_in + (act[:, 0] + 1.0) * 0.5 * (retail - feed_in)
-        frac = (act[:, 1] + 1.0) * 0.5
-        offer = np.where(self._is_gen, sc.gen_max_kw * self.dt + np.maximum(position, 0.0), np.abs(position))
-        is_buy = (position < 0) & ~self._is_gen
-        qty = frac * offer
+        price, qty, is_buy = order_book(
+            act,
+            sc.pv_kw[t] - sc.load_kw[t] + battery_kw,
+            sc.retail_price[t],
+            sc.feed_in_price[t],
+            self._is_gen,
+            sc.gen_max_kw,
+            self.dt,
+        )
         keep = qty > 1e-9
         idx = np.flatnonzero(keep)
         orders = market.Orders(agent=idx, is_buy=is_buy[keep], price=price[keep], quantity=qty[keep])
@@ -587,34 +582,18 @@ class P2PMarketEnv(ParallelEnv):
 
     # ------------------------------------------------------------------------------------------- observations
     def _obs_matrix(self) -> np.ndarray:
-        sc = self.scenario
-        t = min(self._t0 + self._step, sc.n_steps - 1)
-        scale = self.power_scale
-        hour = (t * sc.step_minutes % 1440) / 60.0
-        ang = 2.0 * np.pi * hour / 24.0
-        cap = np.where(self._has_bat, sc.battery_kwh, 1.0)
-        cols = [
-            sc.load_kw[t] / scale,
-            sc.pv_kw[t] / scale,
-            self._soc / cap,
-            (sc.pv_kw[t] - sc.load_kw[t]) / scale,
-            np.full(self.n, np.sin(ang)),
-            np.full(self.n, np.cos(ang)),
-            np.full(self.n, sc.retail_price[t]),
-            np.full(self.n, sc.feed_in_price[t]),
-            np.full(self.n, self._last_price),
-            self._last_traded / (scale * self.dt),
-            self._has_bat.astype(float),
-        ]
-        obs = np.stack(cols, axis=1)
-        parts = [obs]
-        if self.forecast_steps:
-            idx = np.minimum(t + 1 + np.arange(self.forecast_steps), sc.n_steps - 1)
-            parts += [(sc.load_kw[idx] / scale).T, (sc.pv_kw[idx] / scale).T]
-        if self.book_stats:
-            parts.append(np.broadcast_to(self._last_book, (self.n, 3)))
-        out = np.concatenate(parts, axis=1) if len(parts) > 1 else obs
-        return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)
+        return observation_array(
+            self.scenario,
+            self.power_scale,
+            self._has_bat,
+            self.forecast_steps,
+            self.book_stats,
+            self._t0 + self._step,
+            self._soc,
+            self._last_price,
+            self._last_traded,
+            self._last_book,
+        )
 
     def _observations(self) -> dict[str, np.ndarray]:
         m = self._obs_matrix()
@@ -642,6 +621,128 @@ class P2PMarketEnv(ParallelEnv):
     def t(self) -> int:
         """Index into the scenario of the current (next) step."""
         return self._t0 + self._step
+
+
+# ----------------------------------------------------------------------------------------------- shared stages
+# Pure functions of one step's arrays; every one broadcasts over leading batch axes ([..., N]) so that the
+# batched path (:mod:`p2p_gym.env.batched`) runs the very same arithmetic on [B, N] arrays.
+
+
+def decode_action_array(act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sanitise raw actions float[..., A] (any units, Box[-1, 1] expected).
+
+    Returns a float64 copy with non-finite entries replaced by 0 and the rest clipped to [-1, 1], the number of
+    altered entries per row (int[...], non-finite or out of range) and the number of non-finite ones (int[...]).
+    """
+    act = np.array(act, dtype=np.float64)
+    nonfinite = ~np.isfinite(act)
+    act[nonfinite] = 0.0
+    outside = (act < -1.0) | (act > 1.0)
+    np.clip(act, -1.0, 1.0, out=act)
+    return act, (outside | nonfinite).sum(axis=-1), nonfinite.sum(axis=-1)
+
+
+def battery_dispatch(
+    setpoint: np.ndarray,
+    soc_kwh: np.ndarray,
+    battery_kw: np.ndarray,
+    battery_kwh: np.ndarray,
+    efficiency: float,
+    dt: float,
+    has_battery: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Battery power (kW, positive = discharge) and new state of charge (kWh), both float[..., N].
+
+    ``setpoint`` in [-1, 1] (fraction of ``battery_kw``, kW) is limited by the state of charge ``soc_kwh``
+    (kWh), the capacity ``battery_kwh`` (kWh) and the one-way ``efficiency`` over a step of ``dt`` hours; agents
+    without a battery (``has_battery`` False) get 0 kW.
+    """
+    want = setpoint * battery_kw
+    max_dis = soc_kwh * efficiency / dt
+    max_chg = (battery_kwh - soc_kwh) / efficiency / dt
+    kw = np.where(has_battery, np.clip(want, -max_chg, max_dis), 0.0)
+    soc = np.clip(soc_kwh - np.where(kw > 0, kw / efficiency, kw * efficiency) * dt, 0.0, battery_kwh)
+    return kw, soc
+
+
+def order_book(
+    act: np.ndarray,
+    net_kw: Any,
+    retail: Any,
+    feed_in: Any,
+    is_gen: np.ndarray,
+    gen_max_kw: np.ndarray,
+    dt: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each agent's order from its decoded action float[..., N, A] and its net power after the battery
+    ``net_kw`` float[..., N] (kW, positive = surplus): limit price (currency/kWh) float[..., N], quantity
+    (kWh) float[..., N] and side bool[..., N] (True = buy). ``retail``/``feed_in`` (currency/kWh) broadcast
+    against [..., N]; dispatchable generators (``is_gen``) offer ``gen_max_kw · dt`` plus any surplus."""
+    position = net_kw * dt  # kWh, before dispatchable generation
+    price = feed_in + (act[..., 0] + 1.0) * 0.5 * (retail - feed_in)
+    frac = (act[..., 1] + 1.0) * 0.5
+    offer = np.where(is_gen, gen_max_kw * dt + np.maximum(position, 0.0), np.abs(position))
+    is_buy = (position < 0) & ~is_gen
+    return price, frac * offer, is_buy
+
+
+def _time_of_day_table() -> np.ndarray:
+    """float[1440, 2]: (sin, cos) of the hour angle of every minute of the day; the plain and the batched paths
+    index this one table, so they see bit-identical time features."""
+    hour = np.arange(1440) / 60.0
+    ang = 2.0 * np.pi * hour / 24.0
+    table = np.stack([np.sin(ang), np.cos(ang)], axis=1)
+    table.flags.writeable = False
+    return table
+
+
+_TIME_OF_DAY = _time_of_day_table()
+
+
+def observation_array(
+    sc: Scenario,
+    power_scale: np.ndarray,
+    has_battery: np.ndarray,
+    forecast_steps: int,
+    book_stats: bool,
+    t: Any,
+    soc_kwh: np.ndarray,
+    last_price: Any,
+    last_traded_kwh: np.ndarray,
+    last_book: np.ndarray,
+) -> np.ndarray:
+    """Observations float32[..., N, obs_dim] (layout in :class:`P2PMarketEnv`) at scenario step(s) ``t``
+    (int or int[...]; clamped to the last step) given the state of charge ``soc_kwh`` (kWh, float[..., N]), the
+    last clearing price (currency/kWh, float or float[...]), each agent's last net P2P sale ``last_traded_kwh``
+    (kWh, float[..., N]) and the book statistics ``last_book`` (kWh per agent, float[..., 3])."""
+    t = np.minimum(np.asarray(t), sc.n_steps - 1)
+    scale = power_scale
+    load, pv = sc.load_kw[t], sc.pv_kw[t]
+    shape = load.shape
+    tod = _TIME_OF_DAY[t * sc.step_minutes % 1440]
+    cap = np.where(has_battery, sc.battery_kwh, 1.0)
+    cols = [
+        load / scale,
+        pv / scale,
+        soc_kwh / cap,
+        (pv - load) / scale,
+        np.broadcast_to(tod[..., 0, None], shape),
+        np.broadcast_to(tod[..., 1, None], shape),
+        np.broadcast_to(np.asarray(sc.retail_price[t])[..., None], shape),
+        np.broadcast_to(np.asarray(sc.feed_in_price[t])[..., None], shape),
+        np.broadcast_to(np.asarray(last_price, dtype=np.float64)[..., None], shape),
+        last_traded_kwh / (scale * sc.dt_hours),
+        np.broadcast_to(has_battery.astype(float), shape),
+    ]
+    obs = np.stack(cols, axis=-1)
+    parts = [obs]
+    if forecast_steps:
+        idx = np.minimum(t[..., None] + 1 + np.arange(forecast_steps), sc.n_steps - 1)  # [..., F]
+        parts += [np.swapaxes(sc.load_kw[idx] / scale, -1, -2), np.swapaxes(sc.pv_kw[idx] / scale, -1, -2)]
+    if book_stats:
+        parts.append(np.broadcast_to(np.asarray(last_book)[..., None, :], (*shape, 3)))
+    out = np.concatenate(parts, axis=-1) if len(parts) > 1 else obs
+    return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)
 
 
 def step_optimum(env: P2PMarketEnv, t: int, net_kwh: np.ndarray) -> float:
