@@ -44,7 +44,7 @@ def batched_rate(env: BatchedMarketEnv, seconds: float) -> float:
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for _ in range(8):
-            if env._done:
+            if env.done:
                 env.reset()
             env.step(pool[steps % 8])
             steps += 1

@@ -335,6 +335,11 @@ class BatchedMarketEnv:
         """int[B] index into the scenario of each sub-episode's current (next) step."""
         return self._t0 + self._step
 
+    @property
+    def done(self) -> bool:
+        """True when the current episodes are over (before the first reset too): call :meth:`reset`."""
+        return self._done
+
     def reset(self, seed: int | None = None, options: dict | None = None) -> np.ndarray:
         """Start B new episodes; returns observations float32[B, N, obs_dim].
 
