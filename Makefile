@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/clearing.py
 	$(BIN)/python benchmarks/admm.py
 	$(BIN)/python benchmarks/env_step.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/env_batched.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

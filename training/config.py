@@ -124,6 +124,10 @@ class TrainArgs:
     e.g. ``zi-c``, ``truthful``, ``zi-c+random-k``)."""
     n_envs: int = 1
     """Copies of the environment stepped together (``shared``: each copy contributes all its agents)."""
+    batched: bool = True
+    """``shared``: step the copies with the numpy :class:`p2p_gym.env.BatchedMarketEnv` when the configuration
+    supports it (uniform or community pricing, grid none/linear, report policy); identical episodes, 8–36×
+    faster env steps. Falls back to one PettingZoo env per copy otherwise."""
     rounds: int = 4
     """``independent``: round-robin rounds; in each round every agent trains ``timesteps / rounds`` steps
     against the others frozen at their current policy."""

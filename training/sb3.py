@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +29,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from p2p_gym.env import parallel_env
+from p2p_gym.env import batched_vec_env, parallel_env
+from p2p_gym.errors import EnvConfigError
 from p2p_gym.wrappers import SingleAgentEnv, shared_policy_vec_env
 from training.config import TrainArgs
 from training.policies import ModelPolicy, PlayResult, mixed_factory, play, rule_policy
@@ -200,7 +202,14 @@ def _single_vec_env(args: TrainArgs, agent: str, others: Any) -> Any:
 def _shared_vec_env(args: TrainArgs) -> Any:
     from stable_baselines3.common.vec_env import VecMonitor
 
-    venv = shared_policy_vec_env(lambda: parallel_env(**args.env_config), args.n_envs, args.seed)
+    venv = None
+    if args.batched:
+        try:
+            venv = batched_vec_env(args.n_envs, args.seed, **args.env_config)
+        except EnvConfigError as exc:  # an option the batched path does not support: plain envs
+            print(f"p2p-gym train: batched env not used ({exc})", file=sys.stderr)
+    if venv is None:
+        venv = shared_policy_vec_env(lambda: parallel_env(**args.env_config), args.n_envs, args.seed)
     return _wrap(VecMonitor(venv), args)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pettingzoo.utils import conversions, wrappers
 
+from p2p_gym.env.batched import BatchedMarketEnv, batched_vec_env
 from p2p_gym.env.market_env import (
     AUCTIONS,
     COMMUNITY_RULES,
@@ -48,6 +49,8 @@ def env(**kwargs: Any) -> Any:
 __all__ = [
     "AUCTIONS",
     "COMMUNITY_RULES",
+    "BatchedMarketEnv",
+    "batched_vec_env",
     "GRIDS",
     "GRID_POLICIES",
     "MECHANISMS",

@@ -97,3 +97,26 @@ def test_env_config_and_unknown_yaml_key(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("algo: ppo\nlearning_rate: 0.1\n")
     with pytest.raises(TrainConfigError, match="learning_rate"):
         TrainArgs.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_shared_setting_uses_the_batched_env_when_supported() -> None:
+    pytest.importorskip("stable_baselines3")
+    import numpy as np
+
+    from training.sb3 import _shared_vec_env
+
+    kw = {"scenario": "tiny", "setting": "shared", "n_envs": 2, "episode_steps": 4}
+    fast = _shared_vec_env(TrainArgs(mechanism="uniform", **kw))
+    plain = _shared_vec_env(TrainArgs(mechanism="uniform", batched=False, **kw))
+    assert type(fast.venv).__name__ == "BatchedSharedPolicyVecEnv"
+    assert type(plain.venv).__name__ == "SharedPolicyVecEnv"
+    # the same episodes either way (2 copies × 4 agents, seeds 0 and 1)
+    np.testing.assert_allclose(fast.reset(), plain.reset(), atol=1e-9)
+    act = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
+    fast.step_async(act)
+    plain.step_async(act)
+    (o1, r1, *_), (o2, r2, *_) = fast.step_wait(), plain.step_wait()
+    np.testing.assert_allclose(o1, o2, atol=1e-9)
+    np.testing.assert_allclose(r1, r2, atol=1e-9)
+    bil = _shared_vec_env(TrainArgs(mechanism="bilateral", **kw))  # not supported there: plain envs
+    assert type(bil.venv).__name__ == "SharedPolicyVecEnv"
