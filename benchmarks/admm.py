@@ -22,19 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from p2p_gym.optim import P2PProblem, ieee39_problem, solve_admm, solve_centralized
+from p2p_gym.optim import P2PProblem, ieee39_problem, random_market, solve_admm, solve_centralized
 from p2p_gym.optim import centralized as _centralized_mod
 
 SEED_SECONDS = 59.0  # 000_*.txt: 39-bus, 46 branches, tolerances 1e-5, sequential MATLAB
-
-
-def random_market(n: int, rng: np.random.Generator) -> P2PProblem:
-    """Half producers (cost b + a·p, b ∈ [1, 4]), half consumers (value b − a·q, b ∈ [5, 9]), fully connected."""
-    prod = np.arange(n) < n // 2
-    a = rng.uniform(0.5, 2.0, n)
-    b = np.where(prod, rng.uniform(1.0, 4.0, n), rng.uniform(5.0, 9.0, n))
-    cap = rng.uniform(1.0, 5.0, n)
-    return P2PProblem(a, b, np.where(prod, 0.0, -cap), np.where(prod, cap, 0.0))
 
 
 def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:

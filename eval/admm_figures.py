@@ -24,16 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from p2p_gym.optim import AsyncConfig, P2PProblem, solve_admm, solve_centralized, uniform_fees
-
-
-def random_market(n: int, rng: np.random.Generator) -> P2PProblem:
-    """Half producers (marginal cost b + a·p), half consumers (marginal value b − a·q), fully connected."""
-    prod = np.arange(n) < n // 2
-    a = rng.uniform(0.5, 2.0, n)
-    b = np.where(prod, rng.uniform(1.0, 4.0, n), rng.uniform(5.0, 9.0, n))
-    cap = rng.uniform(1.0, 5.0, n)
-    return P2PProblem(a, b, np.where(prod, 0.0, -cap), np.where(prod, cap, 0.0))
+from p2p_gym.optim import AsyncConfig, P2PProblem, random_market, solve_admm, solve_centralized, uniform_fees
 
 
 def fig_rho(out: Path, rng: np.random.Generator, n_markets: int = 10) -> None:

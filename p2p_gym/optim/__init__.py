@@ -10,7 +10,13 @@ Pure numpy/cvxpy: pandapower is imported lazily by :func:`ieee39_problem` / :fun
 """
 
 from p2p_gym.optim.admm import AsyncConfig, solve_admm
-from p2p_gym.optim.builders import from_positions, from_scenario_step, ieee39_problem, ptdf_from_net
+from p2p_gym.optim.builders import (
+    from_positions,
+    from_scenario_step,
+    ieee39_problem,
+    ptdf_from_net,
+    random_market,
+)
 from p2p_gym.optim.centralized import DEFAULT_ALPHA, solve_centralized, solve_pool
 from p2p_gym.optim.fees import distance_fees, uniform_fees, zonal_fees
 from p2p_gym.optim.problem import InfeasibleError, P2PProblem, P2PSolution
@@ -26,6 +32,7 @@ __all__ = [
     "from_scenario_step",
     "ieee39_problem",
     "ptdf_from_net",
+    "random_market",
     "solve_admm",
     "solve_centralized",
     "solve_pool",

@@ -12,7 +12,7 @@ import numpy as np
 from p2p_gym.errors import OptimError
 from p2p_gym.optim.problem import P2PProblem
 
-__all__ = ["from_positions", "from_scenario_step", "ieee39_problem", "ptdf_from_net"]
+__all__ = ["from_positions", "from_scenario_step", "ieee39_problem", "ptdf_from_net", "random_market"]
 
 
 def from_positions(
@@ -94,6 +94,22 @@ def from_positions(
         cost_offset=offset,
         n_prosumers=n,
     )
+
+
+def random_market(n: int, rng: np.random.Generator) -> P2PProblem:
+    """A random fully connected market of the ADMM benchmarks and figures (the setting of 001 §5).
+
+    Agents 0..⌊n/2⌋−1 are producers (marginal cost b + a·p, b ~ U[1, 4], 0 ≤ p ≤ cap), the rest consumers
+    (marginal value b − a·q, b ~ U[5, 9], −cap ≤ p ≤ 0); a ~ U[0.5, 2], cap ~ U[1, 5] (units and currency
+    arbitrary). The draws come from ``rng`` only.
+    """
+    if n < 2:
+        raise OptimError(f"n: expected at least 2 agents, got {n}")
+    prod = np.arange(n) < n // 2
+    a = rng.uniform(0.5, 2.0, n)
+    b = np.where(prod, rng.uniform(1.0, 4.0, n), rng.uniform(5.0, 9.0, n))
+    cap = rng.uniform(1.0, 5.0, n)
+    return P2PProblem(a, b, np.where(prod, 0.0, -cap), np.where(prod, cap, 0.0))
 
 
 def from_scenario_step(scenario: Any, t: int, **kwargs: Any) -> P2PProblem:

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from p2p_gym.errors import OptimError
-from p2p_gym.optim import AsyncConfig, P2PProblem, ieee39_problem, solve_admm, solve_centralized
+from p2p_gym.optim import (
+    AsyncConfig,
+    P2PProblem,
+    ieee39_problem,
+    random_market,
+    solve_admm,
+    solve_centralized,
+)
 from tests.optim._instances import random_graph
 
 
@@ -120,12 +127,7 @@ def test_rho_auto_and_bad_rho() -> None:
 
 def test_asynchronous_partial_updates_reach_tight_tolerances() -> None:
     """Regression: with δ < 1 and a regulariser α > 0 the iterates stalled above ε (floor ≈ 4α/ρ)."""
-    rng = np.random.default_rng(0)
-    prod = np.arange(10) < 5
-    a = rng.uniform(0.5, 2.0, 10)
-    b = np.where(prod, rng.uniform(1.0, 4.0, 10), rng.uniform(5.0, 9.0, 10))
-    cap = rng.uniform(1.0, 5.0, 10)
-    pb = P2PProblem(a, b, np.where(prod, 0.0, -cap), np.where(prod, cap, 0.0))
+    pb = random_market(10, np.random.default_rng(0))
     c = solve_centralized(pb)
     cfg = AsyncConfig(delta=0.5, loss=0.2)
     sol = solve_admm(pb, rho=1.0, asynchronous=cfg, rng=np.random.default_rng(1), max_iter=5000)
