@@ -752,7 +752,8 @@ def step_optimum(env: P2PMarketEnv, t: int, net_kwh: np.ndarray) -> float:
     only the rest with the grid: welfare = −retail · max(D − S, 0) + feed_in · max(S − D, 0), where S and D are
     the community's total surplus and need. With dispatchable generators (``ieee39``) their output is free in
     [0, gen_max · dt] at cost ½ a p² + b p, and the centralised P2P QP of :mod:`p2p_gym.optim` is solved with the
-    grid supplier as two extra peers (a seller at the retail price, a buyer at the feed-in price).
+    grid supplier as two extra peers (a seller at the retail price, a buyer at the feed-in price); generators
+    sell only to peers, as in the env (they produce what they sell), so the grid buys only prosumers' surplus.
     """
     sc = env.scenario
     retail, feed_in = float(sc.retail_price[t]), float(sc.feed_in_price[t])
@@ -769,10 +770,13 @@ def step_optimum(env: P2PMarketEnv, t: int, net_kwh: np.ndarray) -> float:
     cap = sc.gen_max_kw * env.dt
     big = float(np.abs(base).sum() + cap.sum()) + 1.0
     n = env.n
+    # In the env a generator produces only what peers buy, so the grid can take no more than the prosumers' own
+    # surplus (trades are financial: without this bound generation could be exported through any prosumer).
+    export_max = float(np.clip(base[~gen], 0, None).sum())
     problem = optim.P2PProblem(
         a=np.concatenate([np.where(gen, sc.gen_cost_a, 0.0), [0.0, 0.0]]),
         b=np.concatenate([np.where(gen, sc.gen_cost_b, 0.0), [retail, feed_in]]),
-        p_min=np.concatenate([base, [0.0, -big]]),
+        p_min=np.concatenate([base, [0.0, -export_max]]),
         p_max=np.concatenate([base + np.where(gen, cap, 0.0), [big, 0.0]]),
         n_prosumers=n,
     )
