@@ -164,6 +164,11 @@ class TrainArgs:
             raise TrainConfigError(f"algo: lib 'rllib' supports only 'ppo', got {self.algo!r}")
         if self.lib == "rllib" and self.setting == "single":
             raise TrainConfigError("setting: lib 'rllib' supports 'shared' and 'independent', got 'single'")
+        if self.lib == "rllib" and (self.normalize_obs or self.normalize_reward):
+            raise TrainConfigError(
+                "normalize_obs, normalize_reward: stable-baselines3 (VecNormalize) only; with lib 'rllib' both must be "
+                "false"
+            )
         for name in ("timesteps", "episode_steps", "n_envs", "rounds", "eval_episodes", "torch_threads"):
             if int(getattr(self, name)) < 1:
                 raise TrainConfigError(f"{name}: must be ≥ 1, got {getattr(self, name)!r}")

@@ -51,6 +51,7 @@ def test_every_field_has_a_docstring() -> None:
         ({"timesteps": 0}, "timesteps"),
         ({"hyperparams": {"n_stepz": 3}}, "hyperparams"),
         ({"lib": "rllib", "algo": "sac"}, "algo"),
+        ({"lib": "rllib", "normalize_obs": True}, "normalize_obs"),
         ({"eval_freq": -1}, "eval_freq"),
     ],
 )
