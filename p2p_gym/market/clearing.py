@@ -39,6 +39,9 @@ deterministic.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -345,6 +348,47 @@ def _transport(
     return ii, jj, _transport_lp(weight[ii, jj], ii, jj, cap_b, cap_a)[0]
 
 
+_HIGHS = threading.local()
+
+
+def _highs() -> Any:
+    """This thread's HiGHS instance, made once and reused (``passModel`` replaces the model each solve).
+
+    Since HiGHS 1.16, ``highspy.Highs()`` writes its banner to file descriptor 1 while it is constructed,
+    before ``output_flag`` can be set, so the construction runs with fd 1 pointed at ``/dev/null``: a market
+    library must not print. Reuse also saves the construction (~0.1 ms) on every bilateral clearing. The
+    process id is part of the key so a forked worker makes its own instance.
+    """
+    import highspy
+
+    pid = os.getpid()
+    if getattr(_HIGHS, "pid", None) != pid:
+        sys.stdout.flush()
+        try:
+            saved = os.dup(1)
+        except OSError:  # no fd 1 (a detached daemon): nothing to protect
+            saved = -1
+        try:
+            if saved >= 0:
+                with open(os.devnull, "w") as null:
+                    os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", False)
+        finally:
+            if saved >= 0:
+                os.dup2(saved, 1)
+                os.close(saved)
+        # Primal simplex without presolve or scaling: ~20× faster than the defaults on these network LPs
+        # (100 agents × 1 bid + 1 ask, all partners: 4 ms instead of 90 ms).
+        h.setOptionValue("simplex_strategy", 4)
+        h.setOptionValue("presolve", "off")
+        h.setOptionValue("simplex_scale_strategy", 0)
+        h.setOptionValue("primal_feasibility_tolerance", 1e-10)
+        h.setOptionValue("dual_feasibility_tolerance", 1e-10)
+        _HIGHS.pid, _HIGHS.h = pid, h
+    return _HIGHS.h
+
+
 def _transport_lp(
     w: FloatArray, ii: IntArray, jj: IntArray, cap_b: FloatArray, cap_a: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
@@ -355,15 +399,8 @@ def _transport_lp(
     import highspy
 
     nb, m = len(cap_b), len(w)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    # Primal simplex without presolve or scaling: ~20× faster than the defaults on these network LPs
-    # (100 agents × 1 bid + 1 ask, all partners: 4 ms instead of 90 ms).
-    h.setOptionValue("simplex_strategy", 4)
-    h.setOptionValue("presolve", "off")
-    h.setOptionValue("simplex_scale_strategy", 0)
-    h.setOptionValue("primal_feasibility_tolerance", 1e-10)
-    h.setOptionValue("dual_feasibility_tolerance", 1e-10)
+    h = _highs()
+    h.clearModel()  # also drops the last basis, so a solve never depends on the previous one
     n_rows = nb + len(cap_a)
     index = np.empty(2 * m, dtype=np.int32)
     index[0::2] = ii
