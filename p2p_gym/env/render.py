@@ -112,8 +112,10 @@ def render_feeder(env: Any) -> Any:
         fig.colorbar(sm, ax=ax, label="line loading (%)")
     hour = env.scenario.hour_of_day(out.t if out is not None else env.t)
     price = out.result.clearing_price if out is not None else float("nan")
+    minutes = round(float(hour) * 60)
+    price_txt = f"price {price:.3f} {sc.currency}/kWh" if np.isfinite(price) else "no P2P trade"
     ax.set_title(
-        f"{sc.name} · {env.mechanism} · step {env._step} · {float(hour):05.2f} h · price {price:.3f}"
+        f"{sc.name} · {env.mechanism} · step {env._step} · {minutes // 60:02d}:{minutes % 60:02d} · {price_txt}"
     )
     ax.set_axis_off()
     fig.tight_layout()
