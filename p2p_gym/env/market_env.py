@@ -553,25 +553,29 @@ class P2PMarketEnv(ParallelEnv):
         }
         market_info = _nan_to_none(market_info)
         obs = self._observations()
-        rewards, infos = {}, {}
-        for i, a in enumerate(self.possible_agents):
-            rewards[a] = float(rewards_arr[i])
-            infos[a] = {
-                "bill": float(out.bills[i]),
-                "grid_only_bill": float(out.grid_only_bills[i]),
-                "p2p_sold_kwh": float(st.p2p_sold_kwh[i]),
-                "p2p_bought_kwh": float(st.p2p_bought_kwh[i]),
-                "grid_import_kwh": float(st.grid_import_kwh[i]),
-                "grid_export_kwh": float(st.grid_export_kwh[i]),
-                "fees": float(out.bills[i] - st.bill[i]),
-                "penalty": float(out.penalty[i]),
-                "production_cost": float(out.production_cost[i]),
-                "battery_kw": float(battery_kw[i]),
-                "soc": float(self._soc[i] / self.scenario.battery_kwh[i]) if self._has_bat[i] else 0.0,
-                "clipped_actions": int(n_clipped[i]),
-                "nonfinite_actions": int(n_nonfinite[i]),
-                "market": market_info,
-            }
+        # One conversion per array (``tolist`` gives Python floats), then plain per-agent dicts.
+        soc = np.divide(self._soc, self.scenario.battery_kwh, out=np.zeros(self.n), where=self._has_bat)
+        columns = {
+            "bill": out.bills,
+            "grid_only_bill": out.grid_only_bills,
+            "p2p_sold_kwh": st.p2p_sold_kwh,
+            "p2p_bought_kwh": st.p2p_bought_kwh,
+            "grid_import_kwh": st.grid_import_kwh,
+            "grid_export_kwh": st.grid_export_kwh,
+            "fees": out.bills - st.bill,
+            "penalty": out.penalty,
+            "production_cost": out.production_cost,
+            "battery_kw": battery_kw,
+            "soc": soc,
+            "clipped_actions": n_clipped,
+            "nonfinite_actions": n_nonfinite,
+        }
+        names = tuple(columns)
+        rows = zip(*(np.asarray(v).tolist() for v in columns.values()))
+        rewards = dict(zip(self.possible_agents, rewards_arr.tolist()))
+        infos = {
+            a: {**dict(zip(names, row)), "market": market_info} for a, row in zip(self.possible_agents, rows)
+        }
         terminations = dict.fromkeys(self.possible_agents, False)
         truncations = dict.fromkeys(self.possible_agents, done)
         if done:
