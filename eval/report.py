@@ -225,6 +225,9 @@ def draw_heatmap(result: dict[str, Any]) -> Callable[[Any], None]:
             ax.set_title(s["mechanism"], fontsize=9)
             ax.set_xlabel("step")
         axes[0].set_ylabel("line")
+        from matplotlib.ticker import MaxNLocator
+
+        axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))  # line indices, not fractions
         fig.subplots_adjust(left=0.06, right=0.9, bottom=0.14, top=0.9, wspace=0.08)
         fig._no_tight_layout = True
         if im is not None:
