@@ -211,3 +211,28 @@ def test_call_market_repairs_avoidable_self_matches() -> None:
     pab = clear(b, "pay_as_bid")
     prices = dict(zip(zip(pab.trades.buyer.tolist(), pab.trades.seller.tolist()), pab.trades.price.tolist()))
     assert prices == pytest.approx({(0, 2): 0.25, (1, 0): 0.175})
+
+
+def test_bilateral_result_does_not_depend_on_earlier_solves() -> None:
+    """The LP solver instance is reused across calls; a degenerate book (many optimal matchings) must clear
+    the same after other books as in a fresh process."""
+    import subprocess
+    import sys
+
+    tied = book((0, True, 0.30, 1.0), (1, True, 0.30, 1.0), (2, False, 0.10, 1.0), (3, False, 0.10, 1.0))
+    code = (
+        "from p2p_gym.market import Orders, clear; "
+        "r = clear(Orders([0, 1, 2, 3], [True, True, False, False], [0.3, 0.3, 0.1, 0.1], [1.0] * 4), "
+        "'bilateral'); "
+        "print(repr((r.trades.buyer.tolist(), r.trades.seller.tolist(), r.trades.quantity.tolist())))"
+    )
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    rng = np.random.default_rng(5)
+    for _ in range(20):  # other books, of other sizes, solved in between
+        k = int(rng.integers(2, 12))
+        other = Orders(rng.integers(0, 6, k), rng.random(k) < 0.5, rng.uniform(0, 1, k), rng.uniform(0, 2, k))
+        clear(other, "bilateral", n_agents=6)
+    r = clear(tied, "bilateral")
+    again = repr((r.trades.buyer.tolist(), r.trades.seller.tolist(), r.trades.quantity.tolist()))
+    assert again == fresh.strip()
+    assert r.volume == pytest.approx(2.0)
