@@ -302,7 +302,7 @@ class P2PMarketEnv(ParallelEnv):
         outcome = self._settle(t, orders, result, blocked, injection_kw, report)
         rewards_arr = self._rewards(outcome)
         self.last_outcome = outcome
-        self._advance(result, orders)
+        self._advance(outcome)
         return self._finish(outcome, rewards_arr, n_clipped, n_nonfinite, battery_kw)
 
     def state(self) -> np.ndarray:
@@ -504,11 +504,13 @@ class P2PMarketEnv(ParallelEnv):
             return out.grid_only_bills + money
         return money
 
-    def _advance(self, result: Any, orders: Any) -> None:
+    def _advance(self, out: StepOutcome) -> None:
+        result, orders, st = out.result, out.orders, out.settlement
+        assert st is not None
         price = result.clearing_price
         if np.isfinite(price):
             self._last_price = float(price)
-        self._last_traded = result.sold(self.n) - result.bought(self.n)
+        self._last_traded = st.p2p_sold_kwh - st.p2p_bought_kwh  # settled trades, after the DSO rules
         q = orders.quantity
         supply = float(q[~orders.is_buy].sum())
         demand = float(q[orders.is_buy].sum())
