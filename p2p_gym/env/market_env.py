@@ -328,14 +328,19 @@ class P2PMarketEnv(ParallelEnv):
     # ------------------------------------------------------------------------------------------- stages
     def _decode_actions(self, actions: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stack actions into float[N, A]; zero non-finite entries and clip to [-1, 1], counting both."""
-        act = np.zeros((self.n, self._n_act))
-        for a, i in self.agent_name_mapping.items():
-            if a not in actions:
-                raise EnvConfigError(f"actions: missing an action for agent {a!r}")
-            row = np.asarray(actions[a], dtype=np.float64).reshape(-1)
-            if row.size != self._n_act:
-                raise EnvConfigError(f"actions[{a!r}]: expected {self._n_act} entries, got {row.size}")
-            act[i] = row
+        try:  # fast path: every agent present with a flat action of the right length
+            act = np.array([actions[a] for a in self.possible_agents], dtype=np.float64)
+        except (KeyError, ValueError, TypeError):
+            act = None
+        if act is None or act.shape != (self.n, self._n_act):
+            act = np.zeros((self.n, self._n_act))
+            for a, i in self.agent_name_mapping.items():
+                if a not in actions:
+                    raise EnvConfigError(f"actions: missing an action for agent {a!r}")
+                row = np.asarray(actions[a], dtype=np.float64).reshape(-1)
+                if row.size != self._n_act:
+                    raise EnvConfigError(f"actions[{a!r}]: expected {self._n_act} entries, got {row.size}")
+                act[i] = row
         return decode_action_array(act)
 
     def _battery(self, setpoint: np.ndarray) -> np.ndarray:
@@ -572,12 +577,10 @@ class P2PMarketEnv(ParallelEnv):
             "clipped_actions": n_clipped,
             "nonfinite_actions": n_nonfinite,
         }
-        names = tuple(columns)
+        keys = (*columns, "market")
         rows = zip(*(np.asarray(v).tolist() for v in columns.values()))
         rewards = dict(zip(self.possible_agents, rewards_arr.tolist()))
-        infos = {
-            a: {**dict(zip(names, row)), "market": market_info} for a, row in zip(self.possible_agents, rows)
-        }
+        infos = {a: dict(zip(keys, (*row, market_info))) for a, row in zip(self.possible_agents, rows)}
         terminations = dict.fromkeys(self.possible_agents, False)
         truncations = dict.fromkeys(self.possible_agents, done)
         if done:
