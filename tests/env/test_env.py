@@ -133,6 +133,25 @@ def test_bad_actions_are_clipped_and_counted() -> None:
     assert all(np.isfinite(list(rew.values())))
 
 
+def test_malformed_action_dicts_name_the_agent() -> None:
+    env = _tiny()
+    env.reset(seed=0)
+    good = {a: np.zeros(3) for a in env.agents}
+    missing = {a: v for a, v in good.items() if a != "prosumer_2"}
+    with pytest.raises(EnvConfigError, match="missing an action for agent 'prosumer_2'"):
+        env.step(missing)
+    short = {**good, "prosumer_1": np.zeros(2)}
+    with pytest.raises(EnvConfigError, match=r"actions\['prosumer_1'\]: expected 3 entries, got 2"):
+        env.step(short)
+    # Column vectors and plain lists are flattened like a flat array: same step as the flat actions.
+    env.reset(seed=0)
+    _, flat_rew, *_ = env.step({a: np.full(3, 0.5) for a in env.agents})
+    env.reset(seed=0)
+    mixed = {a: (np.full((3, 1), 0.5) if i % 2 else [0.5, 0.5, 0.5]) for i, a in enumerate(env.agents)}
+    _, mixed_rew, *_ = env.step(mixed)
+    assert mixed_rew == flat_rew
+
+
 def test_wrong_action_shape_names_the_agent() -> None:
     env = _tiny()
     env.reset(seed=0)
