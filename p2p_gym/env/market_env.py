@@ -176,8 +176,8 @@ class P2PMarketEnv(ParallelEnv):
         _choice("reward", reward, REWARDS)
         if render_mode is not None:
             _choice("render_mode", render_mode, ("human", "rgb_array"))
-        if grid_policy in ("block", "fee") and grid == "none":
-            raise EnvConfigError(f"grid_policy: {grid_policy!r} needs grid='linear' or 'ac', got grid='none'")
+        if grid_policy == "block" and grid == "none":  # the fee only needs the network's path lengths
+            raise EnvConfigError("grid_policy: 'block' needs grid='linear' or 'ac', got grid='none'")
         self.scenario = sc
         self.mechanism = mechanism
         self.grid = grid
