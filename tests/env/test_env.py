@@ -341,3 +341,76 @@ def test_ieee39_optimum_matches_pool_oracle() -> None:
         ref = _pool_oracle(sc, t, env.dt)
         assert m["welfare_optimum"] == pytest.approx(ref, rel=1e-5, abs=1e-3)
         assert m["welfare"] <= m["welfare_optimum"] + 1e-6 * abs(ref)
+
+
+def _midday_truthful_step(env: P2PMarketEnv, extra: dict | None = None) -> tuple:  # type: ignore[type-arg]
+    """Idle until 12:00 of day 0 (step 48), then one truthful step (extra action entries per agent appended)."""
+    env.reset(seed=0, options={"start_day": 0})
+    n_act = env.action_space(env.possible_agents[0]).shape[0]
+    for _ in range(48):
+        env.step({a: np.r_[0.0, -1.0, np.zeros(n_act - 2)] for a in env.agents})
+    sc = env.scenario
+    net = sc.pv_kw[env.t] - sc.load_kw[env.t]
+    acts = {
+        a: np.r_[1.0 if net[i] < 0 else -1.0, 1.0, 0.0, (extra or {}).get(a, np.zeros(n_act - 3))]
+        for i, a in enumerate(env.agents)
+    }
+    return env.step(acts)
+
+
+def test_peer_k_accepts_only_the_top_scored_peers() -> None:
+    """tiny at noon: sellers 0, 1 and buyers 2, 3. With peer_k=1 a trade needs both sides' top choice.
+
+    Scores are listed per other agent in index order (self skipped). 0 ↔ 2 and 1 ↔ 3 choose each other; then
+    buyer 3 switches its top choice to seller 0, who does not choose it back, so 3 can no longer trade."""
+    sc = cached_scenario("tiny")
+    env = parallel_env(
+        sc, mechanism="bilateral", peer_selection=True, peer_k=1, grid="none", episode_steps=96
+    )
+    pairs = {
+        "prosumer_0": [0.1, 0.9, 0.5],  # others 1, 2, 3 → top: 2
+        "prosumer_1": [0.1, 0.5, 0.9],  # others 0, 2, 3 → top: 3
+        "prosumer_2": [0.9, 0.5, 0.1],  # others 0, 1, 3 → top: 0
+        "prosumer_3": [0.5, 0.9, 0.1],  # others 0, 1, 2 → top: 1
+    }
+    _midday_truthful_step(env, {a: np.array(v) for a, v in pairs.items()})
+    tr = env.last_outcome.result.trades
+    assert set(zip(tr.seller.tolist(), tr.buyer.tolist())) == {(0, 2), (1, 3)}
+    pairs["prosumer_3"] = [0.9, 0.5, 0.1]  # 3 now prefers 0, but 0 keeps choosing 2
+    _midday_truthful_step(env, {a: np.array(v) for a, v in pairs.items()})
+    tr = env.last_outcome.result.trades
+    assert set(zip(tr.seller.tolist(), tr.buyer.tolist())) == {(0, 2)}
+
+
+def test_grid_penalty_total_and_allocation() -> None:
+    """The penalty is grid_penalty × (overflow sum in % points + 100 × voltage excess in p.u.), recomputed here
+    from the step's grid report, and only agents that push flow or voltage the wrong way pay it."""
+    sc = cached_scenario("default_high_pv")
+    rate = 0.01
+    env = parallel_env(
+        sc, mechanism="uniform", grid="linear", grid_penalty=rate, episode_steps=96, start_day=146
+    )
+    env.reset(seed=0)
+    seen = 0
+    for _ in range(96):
+        _, _, _, _, info = env.step({a: np.array([-1.0, 1.0, 0.0]) for a in env.agents})
+        rep = env.last_outcome.report
+        pen = np.array([info[a]["penalty"] for a in env.possible_agents])
+        excess = np.clip(rep.line_loading_pct - 100.0, 0, None).sum()
+        volt = (np.clip(rep.vm_pu - 1.05, 0, None) + np.clip(0.95 - rep.vm_pu, 0, None)).sum()
+        assert pen.sum() == pytest.approx(rate * (excess + 100.0 * volt), rel=1e-9, abs=1e-15)
+        assert np.all(pen >= 0)
+        if excess > 0:
+            seen += 1
+            inj = env.last_outcome.injection_kw
+            # at a midday overload every paying agent is exporting (pushing flow out along the feeder)
+            assert np.all(inj[pen > 1e-12] > 0)
+    assert seen > 0  # the sunny day of default_high_pv does overload lines
+
+
+def test_state_concatenates_all_observations() -> None:
+    env = _tiny(forecast_steps=2, book_stats=True)
+    obs, _ = env.reset(seed=0)
+    state = env.state()
+    assert env.state_space.contains(state)
+    np.testing.assert_array_equal(state, np.concatenate([obs[a] for a in env.possible_agents]))
