@@ -363,7 +363,8 @@ def _highs() -> Any:
 
     pid = os.getpid()
     if getattr(_HIGHS, "pid", None) != pid:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # push pending Python output out before fd 1 is redirected
+            sys.stdout.flush()
         try:
             saved = os.dup(1)
         except OSError:  # no fd 1 (a detached daemon): nothing to protect
