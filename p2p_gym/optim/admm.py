@@ -11,8 +11,9 @@ the reciprocity set {z_nm = −z_mn}. With the multiplier λ_nm of p_nm = z_nm a
 
 The local step is solved exactly for all agents at once (:mod:`p2p_gym.optim.local`). Stopping (001 eq. 6–7):
 Σ_n r_n ≤ ε_pri² and Σ_n s_n ≤ ε_dual² with r_n = Σ_m (p_nm + p_mn)², s_n = Σ_m (p_nm^{k+1} − p_nm^k)².
-``stopping="per_trade"`` (001 §5.1) settles a trade, and stops messaging about it, once its own dual and
-primal residuals are below ``eps_trade``.
+``stopping="per_trade"`` (001 §5.1) settles a trade, and stops messaging about it, once its own dual residue
+(the change of p_nm and of p_mn in one iteration) is below ``eps_trade``; the settled trade is set to the
+reciprocal value (p_nm − p_mn)/2, so settling leaves no imbalance.
 
 Line limits (endogenous approach, 001 §6.2): the system operator is one more peer. It holds the line flows
 φ with |φ| ≤ F and the coupling H·s = φ (H = PTDF columns at the agents' buses) with multiplier ρ_l·w
@@ -163,8 +164,9 @@ def solve_admm(
         max_iter: iteration cap (status "max_iter" when reached; the result is then not optimal).
         warm_start: a previous solution (e.g. of the preceding time step) to start from: its trades and
             bilateral prices initialise p and λ (001 §5.1).
-        stopping: "global" (001 eq. 6) or "per_trade" (001 §5.1: a trade whose change and reciprocity gap
-            stay below ``eps_trade`` for ``settle_patience`` iterations is settled; no further messages).
+        stopping: "global" (001 eq. 6) or "per_trade" (001 §5.1: a trade whose dual residue, the change of
+            p_nm and of p_mn in one iteration, stays below ``eps_trade`` for ``settle_patience`` iterations is
+            settled at its reciprocal value; no further messages about it).
         asynchronous: an :class:`AsyncConfig` to simulate the asynchronous algorithm (001 §5.3), else None.
         rng: random generator for the asynchronous simulation's delays and losses (required with
             ``asynchronous``).
@@ -301,12 +303,9 @@ def _run_sync(
             status = "converged"
             break
         if per_trade:
-            quiet = (
-                active
-                & (np.abs(dp) <= eps_trade)
-                & (np.abs(dp[rev]) <= eps_trade)
-                & (np.abs(gap) <= eps_trade)
-            )
+            # 001 §5.1: a trade settles once its own dual residue (the change of p_nm and of p_mn between
+            # iterations) is below the tolerance; settling projects it onto reciprocity, so no gap is left.
+            quiet = active & (np.abs(dp) <= eps_trade) & (np.abs(dp[rev]) <= eps_trade)
             calm = np.where(quiet, calm + 1, 0)
             settle = active & (calm >= patience) & (calm[rev] >= patience)
             if settle.any():

@@ -46,10 +46,10 @@ def test_per_trade_stopping_saves_messages() -> None:
         t = solve_admm(pb, rho=3.0, stopping="per_trade", eps_trade=1e-5)
         assert t.status in ("settled", "converged")
         assert t.messages < g.messages
-        assert t.cost == pytest.approx(c.cost, rel=1e-3)
+        assert t.cost == pytest.approx(c.cost, rel=1e-4)  # as close to cvxpy as the global criterion
         assert t.reciprocity_residual <= 1e-5
         saved.append(g.messages / t.messages)
-    assert np.mean(saved) > 1.2
+    assert np.mean(saved) > 1.8  # ≈ 2.3 on these 12-agent markets (001 §5.1 settles trade by trade)
 
 
 def test_warm_start_cuts_iterations() -> None:
