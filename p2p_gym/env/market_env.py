@@ -536,6 +536,8 @@ class P2PMarketEnv(ParallelEnv):
         report = out.report
         gains = out.welfare - out.welfare_no_trade
         max_gains = out.welfare_optimum - out.welfare_no_trade
+        fees = out.bills - st.bill  # float[N] network fees (bills include them, the settlement does not)
+        fee_total = float(fees.sum())
         market_info = {
             "t": out.t,
             "clearing_price": float(out.result.clearing_price),
@@ -543,7 +545,7 @@ class P2PMarketEnv(ParallelEnv):
             "n_trades": len(out.result.trades.quantity),
             "blocked_trades": out.blocked_trades,
             "blocked_kwh": out.blocked_kwh,
-            "fees_total": float((out.bills - st.bill).sum()),
+            "fees_total": fee_total,
             "welfare": out.welfare,
             "welfare_no_trade": out.welfare_no_trade,
             "welfare_optimum": out.welfare_optimum,
@@ -551,7 +553,7 @@ class P2PMarketEnv(ParallelEnv):
             "efficiency": (gains / max_gains)
             if max_gains > 1e-12
             else (1.0 if abs(gains) <= 1e-12 else math.nan),
-            "money_balance": float(out.bills.sum() - st.grid_balance - (out.bills - st.bill).sum()),
+            "money_balance": float(out.bills.sum() - st.grid_balance - fee_total),
             "energy_balance_kwh": float(
                 out.injection_kw.sum() * self.dt - (st.grid_export_kwh.sum() - st.grid_import_kwh.sum())
             ),
@@ -569,7 +571,7 @@ class P2PMarketEnv(ParallelEnv):
             "p2p_bought_kwh": st.p2p_bought_kwh,
             "grid_import_kwh": st.grid_import_kwh,
             "grid_export_kwh": st.grid_export_kwh,
-            "fees": out.bills - st.bill,
+            "fees": fees,
             "penalty": out.penalty,
             "production_cost": out.production_cost,
             "battery_kw": battery_kw,

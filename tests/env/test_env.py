@@ -210,6 +210,21 @@ def test_truthful_uniform_step_by_hand() -> None:
     assert m["gains_from_trade"] == pytest.approx(0.22 * d)
 
 
+def _midday_truthful_step(env: P2PMarketEnv, extra: dict | None = None) -> tuple:  # type: ignore[type-arg]
+    """Idle until 12:00 of day 0 (step 48), then one truthful step (extra action entries per agent appended)."""
+    env.reset(seed=0, options={"start_day": 0})
+    n_act = env.action_space(env.possible_agents[0]).shape[0]
+    for _ in range(48):
+        env.step({a: np.r_[0.0, -1.0, np.zeros(n_act - 2)] for a in env.agents})
+    sc = env.scenario
+    net = sc.pv_kw[env.t] - sc.load_kw[env.t]
+    acts = {
+        a: np.r_[1.0 if net[i] < 0 else -1.0, 1.0, 0.0, (extra or {}).get(a, np.zeros(n_act - 3))]
+        for i, a in enumerate(env.agents)
+    }
+    return env.step(acts)
+
+
 @pytest.mark.parametrize("grid", ["none", "linear"])
 def test_network_fee_by_hand(grid: str) -> None:
     """grid_policy="fee": each trade pays fee_per_kwh_km × path length × kWh, half by each side (001 eq. 12).
@@ -228,16 +243,8 @@ def test_network_fee_by_hand(grid: str) -> None:
             grid_policy=policy,
             fee_per_kwh_km=rate,
             episode_steps=96,
-            start_day=0,
         )
-        env.reset(seed=0)
-        for _ in range(48):
-            env.step({a: np.array([0.0, -1.0, 0.0]) for a in env.agents})
-        t = env.t
-        net = sc.pv_kw[t] - sc.load_kw[t]
-        _, _, _, _, info = env.step(
-            {a: np.array([1.0 if net[i] < 0 else -1.0, 1.0, 0.0]) for i, a in enumerate(env.agents)}
-        )
+        _, _, _, _, info = _midday_truthful_step(env)
         bills[policy] = np.array([info[a]["bill"] for a in env.possible_agents])
         fees = np.array([info[a]["fees"] for a in env.possible_agents])
         tr = env.last_outcome.result.trades
@@ -341,21 +348,6 @@ def test_ieee39_optimum_matches_pool_oracle() -> None:
         ref = _pool_oracle(sc, t, env.dt)
         assert m["welfare_optimum"] == pytest.approx(ref, rel=1e-5, abs=1e-3)
         assert m["welfare"] <= m["welfare_optimum"] + 1e-6 * abs(ref)
-
-
-def _midday_truthful_step(env: P2PMarketEnv, extra: dict | None = None) -> tuple:  # type: ignore[type-arg]
-    """Idle until 12:00 of day 0 (step 48), then one truthful step (extra action entries per agent appended)."""
-    env.reset(seed=0, options={"start_day": 0})
-    n_act = env.action_space(env.possible_agents[0]).shape[0]
-    for _ in range(48):
-        env.step({a: np.r_[0.0, -1.0, np.zeros(n_act - 2)] for a in env.agents})
-    sc = env.scenario
-    net = sc.pv_kw[env.t] - sc.load_kw[env.t]
-    acts = {
-        a: np.r_[1.0 if net[i] < 0 else -1.0, 1.0, 0.0, (extra or {}).get(a, np.zeros(n_act - 3))]
-        for i, a in enumerate(env.agents)
-    }
-    return env.step(acts)
 
 
 def test_peer_k_accepts_only_the_top_scored_peers() -> None:
