@@ -39,6 +39,7 @@ deterministic.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -314,15 +315,26 @@ def _bilateral(
     if not len(bids) or not len(asks):
         return ClearingResult.empty(n_orders)
     ab, aa = a[bids], a[asks]
-    weight = p[bids][:, None] - p[asks][None, :]
-    if preference is not None:
-        weight = weight - preference[ab][:, aa] - preference[aa][:, ab].T
+    with np.errstate(over="ignore"):
+        weight = p[bids][:, None] - p[asks][None, :]
+        if preference is not None:
+            weight = weight - preference[ab][:, aa] - preference[aa][:, ab].T
+    if not np.all(np.isfinite(weight)):
+        # Prices near the float64 limit overflowed the difference: a quarter of every term cannot overflow,
+        # and a positive multiple of the weights has the same signs and the same optimal flows.
+        weight = 0.25 * p[bids][:, None] - 0.25 * p[asks][None, :]
+        if preference is not None:
+            weight = weight - 0.25 * preference[ab][:, aa] - 0.25 * preference[aa][:, ab].T
     ok = (weight > 0) & partners[ab][:, aa] & partners[aa][:, ab].T & (ab[:, None] != aa[None, :])
     if not ok.any():
         return ClearingResult.empty(n_orders)
     ii, jj, x = _transport(weight, ok, q[bids], q[asks])
-    # Remove solver noise: drop dust and scale so that no order is overfilled even by rounding.
-    tol = 1e-12 * max(1.0, float(q.max()))
+    # Remove solver noise: drop dust and scale so that no order is overfilled even by rounding. The flows are
+    # sums and differences of the capacities of the filled orders, exact up to rounding of order eps × the
+    # largest fill; flows below 1e-12 × that are dust.
+    fill_b = np.bincount(ii, x, len(bids))
+    fill_a = np.bincount(jj, x, len(asks))
+    tol = 1e-12 * max(float(fill_b.max()), float(fill_a.max()))
     x = np.where(x > tol, x, 0.0)
     fill_b = np.bincount(ii, x, len(bids))
     fill_a = np.bincount(jj, x, len(asks))
@@ -339,13 +351,46 @@ def _bilateral(
 def _transport(
     weight: FloatArray, ok: np.ndarray, cap_b: FloatArray, cap_a: FloatArray
 ) -> tuple[IntArray, IntArray, FloatArray]:
-    """Exact optimum of the transportation LP over the allowed pairs ``ok``: edges (bid, ask) and flows."""
+    """Exact optimum of the transportation LP over the allowed pairs ``ok``: edges (bid, ask) and flows.
+
+    HiGHS' tolerances are absolute (1e-10 here) and it reads bounds and costs of 1e20 or more as infinite, so
+    the LP is first put on a scale where it solves exactly; every step leaves the optimal flows unchanged:
+
+    * a capacity above twice the total capacity of the orders it may trade with is lowered to that total
+      times two (the row still never binds), so that an order too large to trade in full does not set the
+      scale of the others;
+    * quantities are divided by a power of two (exact in floating point, undone on the flows) when the
+      largest is 2^18 kWh or more, to bring it into [2^17, 2^18), or below 2^-10 kWh, to bring it into
+      [1, 2). Rounding noise then stays below the feasibility tolerance (eps × 2^18 ≈ 6e-11); above about
+      2e6 kWh it does not, and the primal simplex called legal books unbounded. Books in between are solved
+      in kWh as before;
+    * weights are divided by a power of two that brings the largest into [1, 2);
+    * every flow gets the upper bound 2 × the largest capacity. No feasible flow reaches it, but the LP is
+      then bounded by construction and cannot be reported unbounded.
+    """
     ii, jj = np.nonzero(ok)
+    w = weight[ii, jj]
+    cap_b = np.minimum(cap_b, 2.0 * np.bincount(ii, cap_a[jj], len(cap_b)))
+    cap_a = np.minimum(cap_a, 2.0 * np.bincount(jj, cap_b[ii], len(cap_a)))
+    q_max = max(float(cap_b.max()), float(cap_a.max()))
+    sq = 1.0
+    if q_max >= 2.0**18:
+        sq = _pow2_floor(q_max) / 2.0**17
+    elif q_max < 2.0**-10:
+        sq = _pow2_floor(q_max)
+    sw = _pow2_floor(float(w.max()))
+    cb, ca = cap_b / sq, cap_a / sq
+    upper = np.full(len(w), 2.0 * q_max / sq)
     try:
         import highspy  # noqa: F401
     except ImportError:  # pragma: no cover - highspy ships with cvxpy, a core dependency
-        return ii, jj, _transport_linprog(weight[ii, jj], ii, jj, cap_b, cap_a)
-    return ii, jj, _transport_lp(weight[ii, jj], ii, jj, cap_b, cap_a)[0]
+        return ii, jj, sq * _transport_linprog(w / sw, ii, jj, cb, ca, upper)
+    return ii, jj, sq * _transport_lp(w / sw, ii, jj, cb, ca, upper)
+
+
+def _pow2_floor(v: float) -> float:
+    """The largest power of two ≤ ``v`` (``v`` > 0 and finite)."""
+    return math.ldexp(1.0, math.frexp(v)[1] - 1)
 
 
 _HIGHS = threading.local()
@@ -391,11 +436,10 @@ def _highs() -> Any:
 
 
 def _transport_lp(
-    w: FloatArray, ii: IntArray, jj: IntArray, cap_b: FloatArray, cap_a: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """max Σ w_e x_e s.t. Σ_{e at bid i} x_e ≤ cap_b[i], Σ_{e at ask j} x_e ≤ cap_a[j], x ≥ 0 (HiGHS).
-
-    Returns the flows and the (non-negative) prices of the bid then ask capacity constraints.
+    w: FloatArray, ii: IntArray, jj: IntArray, cap_b: FloatArray, cap_a: FloatArray, upper: FloatArray
+) -> FloatArray:
+    """Flows of max Σ w_e x_e s.t. Σ_{e at bid i} x_e ≤ cap_b[i], Σ_{e at ask j} x_e ≤ cap_a[j],
+    0 ≤ x_e ≤ upper[e] (HiGHS).
     """
     import highspy
 
@@ -416,7 +460,7 @@ def _transport_lp(
         0.0,
         np.ascontiguousarray(-w, dtype=np.float64),
         np.zeros(m),
-        np.full(m, highspy.kHighsInf),
+        np.ascontiguousarray(upper, dtype=np.float64),
         np.full(n_rows, -highspy.kHighsInf),
         np.concatenate([cap_b, cap_a]).astype(np.float64),
         np.arange(0, 2 * m, 2, dtype=np.int32),
@@ -430,13 +474,11 @@ def _transport_lp(
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         raise MarketError(f"bilateral: LP solver status must be optimal, got {h.modelStatusToString(status)}")
-    sol = h.getSolution()
-    # The LP minimises −w with ≤ rows, so HiGHS' row duals are ≤ 0; the capacity prices are their negation.
-    return np.asarray(sol.col_value, dtype=np.float64), -np.asarray(sol.row_dual, dtype=np.float64)
+    return np.asarray(h.getSolution().col_value, dtype=np.float64)
 
 
 def _transport_linprog(
-    w: FloatArray, ii: IntArray, jj: IntArray, cap_b: FloatArray, cap_a: FloatArray
+    w: FloatArray, ii: IntArray, jj: IntArray, cap_b: FloatArray, cap_a: FloatArray, upper: FloatArray
 ) -> FloatArray:  # pragma: no cover - fallback without highspy
     from scipy.optimize import linprog
     from scipy.sparse import csr_matrix
@@ -445,7 +487,11 @@ def _transport_linprog(
     cols = np.arange(m)
     a_ub = csr_matrix((np.ones(2 * m), (np.concatenate([ii, nb + jj]), np.concatenate([cols, cols]))))
     res: Any = linprog(
-        -w, A_ub=a_ub, b_ub=np.concatenate([cap_b, cap_a]), bounds=(0, None), method="highs-ds"
+        -w,
+        A_ub=a_ub,
+        b_ub=np.concatenate([cap_b, cap_a]),
+        bounds=np.column_stack([np.zeros(m), upper]),
+        method="highs-ds",
     )
     if res.status != 0:
         raise MarketError(f"bilateral: LP solver status must be optimal (0), got {res.status}: {res.message}")
