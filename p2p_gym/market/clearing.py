@@ -328,14 +328,11 @@ def _bilateral(
     ok = (weight > 0) & partners[ab][:, aa] & partners[aa][:, ab].T & (ab[:, None] != aa[None, :])
     if not ok.any():
         return ClearingResult.empty(n_orders)
-    ii, jj, x = _transport(weight, ok, q[bids], q[asks])
+    ii, jj, x, q_lp = _transport(weight, ok, q[bids], q[asks])
     # Remove solver noise: drop dust and scale so that no order is overfilled even by rounding. The flows are
-    # sums and differences of the capacities of the filled orders, exact up to rounding of order eps × the
-    # largest fill; flows below 1e-12 × that are dust.
-    fill_b = np.bincount(ii, x, len(bids))
-    fill_a = np.bincount(jj, x, len(asks))
-    tol = 1e-12 * max(float(fill_b.max()), float(fill_a.max()))
-    x = np.where(x > tol, x, 0.0)
+    # sums and differences of the LP's capacities, exact up to rounding of order eps × the largest of them;
+    # flows below 1e-12 × that are dust.
+    x = np.where(x > 1e-12 * q_lp, x, 0.0)
     fill_b = np.bincount(ii, x, len(bids))
     fill_a = np.bincount(jj, x, len(asks))
     rb = np.minimum(1.0, np.divide(q[bids], fill_b, out=np.ones(len(bids)), where=fill_b > 0))
@@ -350,42 +347,45 @@ def _bilateral(
 
 def _transport(
     weight: FloatArray, ok: np.ndarray, cap_b: FloatArray, cap_a: FloatArray
-) -> tuple[IntArray, IntArray, FloatArray]:
-    """Exact optimum of the transportation LP over the allowed pairs ``ok``: edges (bid, ask) and flows.
+) -> tuple[IntArray, IntArray, FloatArray, float]:
+    """Exact optimum of the transportation LP over the allowed pairs ``ok``: edges (bid, ask), flows, and the
+    largest capacity of the LP solved (kWh).
 
-    HiGHS' tolerances are absolute (1e-10 here) and it reads bounds and costs of 1e20 or more as infinite, so
-    the LP is first put on a scale where it solves exactly; every step leaves the optimal flows unchanged:
+    HiGHS' tolerances are absolute (1e-10 here) and it reads bounds and costs of 1e20 or more as infinite.
+    Books whose largest order lies in [2^-10, 2^18) kWh are solved in kWh as they are; for the others the LP
+    is first put on a scale where it solves exactly. No step changes the optimal flows:
 
     * a capacity above twice the total capacity of the orders it may trade with is lowered to that total
       times two (the row still never binds), so that an order too large to trade in full does not set the
       scale of the others;
-    * quantities are divided by a power of two (exact in floating point, undone on the flows) when the
-      largest is 2^18 kWh or more, to bring it into [2^17, 2^18), or below 2^-10 kWh, to bring it into
-      [1, 2). Rounding noise then stays below the feasibility tolerance (eps × 2^18 ≈ 6e-11); above about
-      2e6 kWh it does not, and the primal simplex called legal books unbounded. Books in between are solved
-      in kWh as before;
+    * quantities are then divided by a power of two (exact in floating point, undone on the flows) that
+      brings the largest into [2^17, 2^18) if it is 2^18 kWh or more, into [1, 2) if it is below 2^-10. Up
+      to 2^18 the rounding noise stays below the feasibility tolerance (eps × 2^18 ≈ 6e-11); above about
+      2e6 kWh it does not, and the primal simplex called legal books unbounded;
     * weights are divided by a power of two that brings the largest into [1, 2);
     * every flow gets the upper bound 2 × the largest capacity. No feasible flow reaches it, but the LP is
       then bounded by construction and cannot be reported unbounded.
     """
     ii, jj = np.nonzero(ok)
     w = weight[ii, jj]
-    cap_b = np.minimum(cap_b, 2.0 * np.bincount(ii, cap_a[jj], len(cap_b)))
-    cap_a = np.minimum(cap_a, 2.0 * np.bincount(jj, cap_b[ii], len(cap_a)))
     q_max = max(float(cap_b.max()), float(cap_a.max()))
     sq = 1.0
-    if q_max >= 2.0**18:
-        sq = _pow2_floor(q_max) / 2.0**17
-    elif q_max < 2.0**-10:
-        sq = _pow2_floor(q_max)
+    if not 2.0**-10 <= q_max < 2.0**18:
+        cap_b = np.minimum(cap_b, 2.0 * np.bincount(ii, cap_a[jj], len(cap_b)))
+        cap_a = np.minimum(cap_a, 2.0 * np.bincount(jj, cap_b[ii], len(cap_a)))
+        q_max = max(float(cap_b.max()), float(cap_a.max()))
+        if q_max >= 2.0**18:
+            sq = _pow2_floor(q_max) / 2.0**17
+        elif q_max < 2.0**-10:
+            sq = _pow2_floor(q_max)
     sw = _pow2_floor(float(w.max()))
     cb, ca = cap_b / sq, cap_a / sq
     upper = np.full(len(w), 2.0 * q_max / sq)
     try:
         import highspy  # noqa: F401
     except ImportError:  # pragma: no cover - highspy ships with cvxpy, a core dependency
-        return ii, jj, sq * _transport_linprog(w / sw, ii, jj, cb, ca, upper)
-    return ii, jj, sq * _transport_lp(w / sw, ii, jj, cb, ca, upper)
+        return ii, jj, sq * _transport_linprog(w / sw, ii, jj, cb, ca, upper), q_max
+    return ii, jj, sq * _transport_lp(w / sw, ii, jj, cb, ca, upper), q_max
 
 
 def _pow2_floor(v: float) -> float:
