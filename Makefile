@@ -8,9 +8,16 @@ PYTEST_ARGS ?=
 
 .PHONY: run test test-slow lint bench install clean
 
-$(STAMP): pyproject.toml
+# pip installs the exact versions tested on this Python (constraints-py311.txt for 3.11) within the ranges of
+# pyproject.toml. After an upgrade, once the tests pass, regenerate that file with
+#   $(BIN)/python -m pip freeze --exclude-editable > constraints-py$(PYVER).txt   (keep its header comment)
+PYVER := $(shell $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -c 'import sys;print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+CONSTRAINTS := constraints-py$(PYVER).txt
+
+$(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
+	@test -f $(CONSTRAINTS) || { echo "make install: no $(CONSTRAINTS) for this Python ($(PYVER)); tested: $(wildcard constraints-py*.txt)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[all]'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[all]'
 	touch $(STAMP)
 
 install: $(STAMP)
