@@ -10,6 +10,8 @@ import importlib
 import sys
 from collections.abc import Callable
 
+from p2p_gym.errors import P2PGymError
+
 #: subcommand -> (module, function adding its arguments, help). Each module has ``add_arguments(parser)``
 #: and ``main(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -68,7 +70,34 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     _, run = _load(args.command)
-    return int(run(args) or 0)
+    try:
+        return int(run(args) or 0)
+    except Exception as exc:
+        # Bad input (a P2PGymError or ValueError naming the field, a missing file, a YAML file that is not
+        # plain data) is reported as one line, like argparse's own errors; anything else is a bug and keeps
+        # its traceback.
+        yaml = sys.modules.get("yaml")  # a YAMLError can only come from a yaml already imported
+        user_errors = (P2PGymError, ValueError, FileNotFoundError) + ((yaml.YAMLError,) if yaml else ())
+        if not isinstance(exc, user_errors):
+            raise
+        print(f"p2p-gym {args.command}: error: {_one_line(exc, args)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
+    """The message of a user error on one line."""
+    yaml = sys.modules.get("yaml")
+    if yaml is not None and isinstance(exc, yaml.MarkedYAMLError):
+        # PyYAML's message spans several lines and quotes the source; keep the problem and where it is.
+        where = exc.problem_mark or exc.context_mark
+        text = " ".join(part for part in (exc.context, exc.problem) if part)
+        if where is not None:
+            text += f" (line {where.line + 1}, column {where.column + 1})"
+        config = getattr(args, "config", None)
+        return f"{config}: {text}" if config else text
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename}"
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
 if __name__ == "__main__":
