@@ -1,6 +1,6 @@
 """The policy protocol shared by every rule-based agent, and helpers to read observations and write actions.
 
-An environment action (see :class:`p2p_gym.env.P2PMarketEnv`) is ``float32[3 (+ N-1)]`` in ``[-1, 1]``:
+An environment action (see :class:`p2p_gym.envs.P2PMarketEnv`) is ``float32[3 (+ N-1)]`` in ``[-1, 1]``:
 
 * ``a[0]`` limit price, ``feed_in + (a0 + 1) / 2 · (retail − feed_in)``;
 * ``a[1]`` quantity fraction ``(a1 + 1) / 2`` of the agent's position after the battery;
@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from p2p_gym.env import OBS_FEATURES
+from p2p_gym.envs import OBS_FEATURES
 from p2p_gym.errors import P2PGymError
 
 __all__ = [
@@ -53,7 +53,7 @@ class Policy(Protocol):
 
 
 def feature(obs: np.ndarray, name: str) -> float:
-    """The observation feature ``name`` of :data:`p2p_gym.env.OBS_FEATURES` as a Python float."""
+    """The observation feature ``name`` of :data:`p2p_gym.sim.OBS_FEATURES` as a Python float."""
     return float(obs[_IDX[name]])
 
 

@@ -67,7 +67,7 @@ class PeerSelector:
 
 class NearestPeers(PeerSelector):
     """The ``k`` peers at the shortest electrical distance: line path length in km between the agents' buses
-    (:func:`p2p_gym.env.network.path_length_km`); ties by agent index.
+    (:func:`p2p_gym.grid.path_length_km`); ties by agent index.
 
     Args:
         distance_km: float[N, N] path lengths (e.g. ``path_length_km(scenario.net, scenario.bus)``).
@@ -85,7 +85,7 @@ class NearestPeers(PeerSelector):
     @classmethod
     def from_scenario(cls, scenario: Any, index: int, k: int = 2) -> NearestPeers:
         """Distances from the scenario's network and agent buses."""
-        from p2p_gym.env.network import path_length_km
+        from p2p_gym.grid import path_length_km
 
         return cls(path_length_km(scenario.net, scenario.bus), index, k)
 
@@ -134,7 +134,7 @@ class CheapestPeers(PeerSelector):
         n_agents: N.
         index: this agent's index.
         k: number of peers.
-        env: optional :class:`~p2p_gym.env.P2PMarketEnv` whose ``last_outcome`` is read.
+        env: optional :class:`~p2p_gym.envs.P2PMarketEnv` whose ``last_outcome`` is read.
     """
 
     def __init__(self, n_agents: int, index: int, k: int = 2, env: Any = None) -> None:

@@ -111,7 +111,7 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
 
     Args:
         name: e.g. ``"zi-c"``, ``"markup:0.2"``, ``"zi-c+nearest:1"``, ``"zip+battery"``.
-        env: the :class:`~p2p_gym.env.P2PMarketEnv` (action size, scenario data, last book).
+        env: the :class:`~p2p_gym.envs.P2PMarketEnv` (action size, scenario data, last book).
         agent_id: the agent in ``env.possible_agents``.
         **kw: keyword arguments of the bidding rule's constructor (e.g. ``markup=0.2``); ``k`` goes to the
             peer selector.

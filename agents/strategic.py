@@ -149,7 +149,7 @@ class BestResponse(BiddingRule):
     last public clearing price of its observation (``last_clearing_price``), clipped to ``[feed_in, retail]``.
 
     Args:
-        env: the :class:`~p2p_gym.env.P2PMarketEnv` (for the last book, mechanism, ``k`` and units).
+        env: the :class:`~p2p_gym.envs.P2PMarketEnv` (for the last book, mechanism, ``k`` and units).
         agent_id: this agent's id in ``env.possible_agents``.
         grid: number of candidate prices (≥ 2).
         n_actions: length of the env's action vector (default: the env's).

@@ -16,8 +16,7 @@ import warnings
 
 import numpy as np
 
-from p2p_gym.env import parallel_env
-from p2p_gym.env.batched import BatchedMarketEnv
+from p2p_gym.envs import BatchedMarketEnv, parallel_env
 from p2p_gym.scenarios import load_scenario
 
 

@@ -15,7 +15,7 @@ import warnings
 
 import pandapower as pp
 
-from p2p_gym.env import parallel_env
+from p2p_gym.envs import parallel_env
 from p2p_gym.scenarios import load_scenario
 from p2p_gym.wrappers import truthful_action
 

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from p2p_gym.env import parallel_env
+from p2p_gym.envs import parallel_env
 from p2p_gym.wrappers import SingleAgentEnv
 from training.policies import play, rule_policy
 

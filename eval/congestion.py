@@ -22,7 +22,7 @@ KPIs (003 Table 7, computed per step before any flexibility market and summed ov
 congested line-steps, % points), overflow average weighted by line capacity, max loading, P2P volume, volume
 blocked by the DSO, and the *P2P flow on at-risk lines*: Σ over steps and lines at ≥ 80 % of the loading that the
 trades' attributed flows add in the direction of the physical flow (003's path accounting,
-:class:`p2p_gym.env.network.FlowAttribution`).
+:class:`p2p_gym.grid.FlowAttribution`).
 
 Note on the physics: in p2p_gym, trades settle money between fixed physical positions (PV − load, batteries
 aside; ``default_high_pv`` has none), so the physical loading is the same in all settings and the DSO rules act on
@@ -79,9 +79,8 @@ def run_setting(
 ) -> dict[str, Any]:
     """Play one setting and return its KPIs (sums over the episode) and the per-line max loading."""
     from agents import act_all, make_policies
-    from p2p_gym.env import parallel_env
-    from p2p_gym.env.network import FlowAttribution
-    from p2p_gym.grid import GridModel
+    from p2p_gym.envs import parallel_env
+    from p2p_gym.grid import FlowAttribution, GridModel
 
     env = parallel_env(
         scenario,
@@ -168,7 +167,7 @@ def at_risk_preference(
 
 def distance_per_km(scenario: str, w: float) -> float:
     """``preference_per_km`` so that the longest agent-to-agent path costs ``w`` · mean spread per kWh."""
-    from p2p_gym.env.network import path_length_km
+    from p2p_gym.grid import path_length_km
     from p2p_gym.scenarios import load_scenario
 
     sc = load_scenario(scenario, **OVERRIDES)

@@ -108,7 +108,7 @@ def run_cell(
     agents: Any = policy
     if is_run_dir(policy):
         from eval.strategic import build_policies
-        from p2p_gym.env import parallel_env
+        from p2p_gym.envs import parallel_env
 
         probe = parallel_env(scenario, mechanism=mechanism, grid="none", **env_kwargs)
         agents = build_policies(policy, probe)
@@ -428,7 +428,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``p2p-gym eval``."""
-    from p2p_gym.env.market_env import MECHANISMS
+    from p2p_gym.envs import MECHANISMS
 
     cfg = EvalConfig(
         policies=[p.strip() for p in args.policies.split(",") if p.strip()],

@@ -151,7 +151,7 @@ def draw_savings(result: dict[str, Any]) -> Callable[[Any], None]:
 
 def draw_network(result: dict[str, Any]) -> Callable[[Any], None]:
     """Feeder with agents and trade arrows, one panel per mechanism (first policy's recorded episode)."""
-    from p2p_gym.env.render import feeder_layout
+    from p2p_gym.envs.render import feeder_layout
     from p2p_gym.scenarios import load_scenario
 
     net = load_scenario(

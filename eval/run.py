@@ -59,7 +59,7 @@ class RunConfig:
 def simulate(cfg: RunConfig) -> dict[str, Any]:
     """Run the simulation of ``cfg``; returns the summary, per-step rows and per-agent rows."""
     from agents import act_all, make_policies
-    from p2p_gym.env import parallel_env
+    from p2p_gym.envs import parallel_env
 
     env = parallel_env(
         cfg.scenario,

@@ -136,7 +136,7 @@ def rollout(
     """
     from agents import act_all, make_policies
     from p2p_gym import market
-    from p2p_gym.env import parallel_env
+    from p2p_gym.envs import parallel_env
     from p2p_gym.scenarios import load_scenario
 
     kw = dict(env_kwargs or {})
@@ -279,7 +279,7 @@ def exploitability(
         start_day: fix the first day (default: seeded random, the same for every run).
         env_kwargs: further environment keyword arguments.
     """
-    from p2p_gym.env import parallel_env
+    from p2p_gym.envs import parallel_env
 
     env = parallel_env(scenario, mechanism=mechanism, grid="none", **dict(env_kwargs or {}))
     agents = list(env.possible_agents)

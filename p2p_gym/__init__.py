@@ -3,8 +3,8 @@
 The core (``p2p_gym.market``, ``p2p_gym.optim``, ``p2p_gym.grid``, ``p2p_gym.scenarios``) imports lazily, so
 ``import p2p_gym.market`` does not pull in gymnasium, pettingzoo or pandapower.
 
-``p2p_gym.parallel_env(...)`` builds the parallel PettingZoo environment and ``p2p_gym.env(...)`` the AEC one
-(``p2p_gym.env`` is the environment subpackage, which is callable).
+``p2p_gym.parallel_env(...)`` builds the parallel PettingZoo environment and ``p2p_gym.env(...)`` the AEC one;
+the environments live in :mod:`p2p_gym.envs`, the gym-free simulation core in :mod:`p2p_gym.sim`.
 """
 
 from __future__ import annotations
@@ -23,19 +23,18 @@ from p2p_gym.errors import (
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    if name == "env":  # the callable subpackage p2p_gym.env (AEC constructor)
-        import importlib
-
-        return importlib.import_module("p2p_gym.env")
-    raise AttributeError(f"module 'p2p_gym' has no attribute {name!r}")
-
-
 def parallel_env(*args: Any, **kwargs: Any) -> Any:
-    """The parallel PettingZoo environment; see :class:`p2p_gym.env.P2PMarketEnv`."""
-    from p2p_gym.env import parallel_env as _parallel_env
+    """The parallel PettingZoo environment; see :class:`p2p_gym.envs.P2PMarketEnv`."""
+    from p2p_gym.envs import parallel_env as _parallel_env
 
     return _parallel_env(*args, **kwargs)
+
+
+def env(**kwargs: Any) -> Any:
+    """The AEC PettingZoo environment (PettingZoo's parallel → AEC conversion with order enforcing)."""
+    from p2p_gym.envs import env as _env
+
+    return _env(**kwargs)
 
 
 def make(task_id: str, **overrides: Any) -> Any:
@@ -53,6 +52,7 @@ __all__ = [
     "P2PGymError",
     "ScenarioError",
     "__version__",
+    "env",
     "make",
     "parallel_env",
 ]

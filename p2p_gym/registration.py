@@ -48,7 +48,7 @@ def list_tasks() -> list[str]:
 
 def make(task_id: str, **overrides: Any) -> Any:
     """Build the parallel environment of a registered task, with keyword overrides."""
-    from p2p_gym.env import parallel_env
+    from p2p_gym.envs import parallel_env
 
     if task_id not in TASKS:
         raise EnvConfigError(f"task_id: unknown task {task_id!r}; registered: {list_tasks()}")

@@ -19,10 +19,10 @@ def _modules_after(code: str) -> set[str]:
 
 def test_core_imports_without_torch() -> None:
     mods = _modules_after(
-        "import p2p_gym, p2p_gym.env, p2p_gym.scenarios, p2p_gym.grid, p2p_gym.market, p2p_gym.wrappers\n"
+        "import p2p_gym, p2p_gym.envs, p2p_gym.sim, p2p_gym.scenarios, p2p_gym.grid, p2p_gym.market, p2p_gym.wrappers\n"
         "env = p2p_gym.parallel_env('tiny', episode_steps=2); env.reset(seed=0)"
     )
-    assert "p2p_gym.env" in mods
+    assert "p2p_gym.envs" in mods
     assert not any(m == "torch" or m.startswith("torch.") for m in mods)
     assert "stable_baselines3" not in mods and "ray" not in mods
 

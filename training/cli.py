@@ -55,12 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", default=s, help="single: the learner's agent id (default: first agent)")
     parser.add_argument("--others", default=s, help="single: rule-based policy of the others (default: zi-c)")
     parser.add_argument("--n-envs", type=int, default=s, help="environment copies (default: 1)")
-    parser.add_argument(
-        "--batched",
-        action=bool_flag,
-        default=s,
-        help="shared: batched numpy env when supported (default: on)",
-    )
     parser.add_argument("--rounds", type=int, default=s, help="independent: round-robin rounds (default: 4)")
     parser.add_argument("--normalize-obs", action=bool_flag, default=s, help="normalise observations")
     parser.add_argument("--normalize-reward", action=bool_flag, default=s, help="normalise rewards")

@@ -124,10 +124,6 @@ class TrainArgs:
     e.g. ``zi-c``, ``truthful``, ``zi-c+random-k``)."""
     n_envs: int = 1
     """Copies of the environment stepped together (``shared``: each copy contributes all its agents)."""
-    batched: bool = True
-    """``shared``: step the copies with the numpy :class:`p2p_gym.env.BatchedMarketEnv` when the configuration
-    supports it (uniform or community pricing, grid none/linear, report policy); identical episodes, 8–36×
-    faster env steps. Falls back to one PettingZoo env per copy otherwise."""
     rounds: int = 4
     """``independent``: round-robin rounds; in each round every agent trains ``timesteps / rounds`` steps
     against the others frozen at their current policy."""
@@ -232,6 +228,9 @@ class TrainArgs:
     def from_dict(cls, data: dict[str, Any]) -> TrainArgs:
         """Build from a dict, rejecting unknown keys."""
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {
+            k: v for k, v in data.items() if k != "batched"
+        }  # run configs of earlier versions: always batched now
         unknown = set(data) - names
         if unknown:
             raise TrainConfigError(f"config: unknown keys {sorted(unknown)}; known: {sorted(names)}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from p2p_gym.env import P2PMarketEnv, parallel_env
+from p2p_gym.envs import P2PMarketEnv, parallel_env
 
 
 class ModelPolicy:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from p2p_gym.env import parallel_env
+from p2p_gym.envs import parallel_env
 from training.config import TrainArgs
 from training.policies import ModelPolicy
 from training.sb3 import EVAL_FILE, Evaluator

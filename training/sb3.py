@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import pickle
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,9 +28,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from p2p_gym.env import batched_vec_env, parallel_env
-from p2p_gym.errors import EnvConfigError
-from p2p_gym.wrappers import SingleAgentEnv, shared_policy_vec_env
+from p2p_gym.envs import parallel_env
+from p2p_gym.wrappers import SingleAgentEnv, batched_vec_env
 from training.config import TrainArgs
 from training.policies import ModelPolicy, PlayResult, mixed_factory, play, rule_policy
 
@@ -202,14 +200,8 @@ def _single_vec_env(args: TrainArgs, agent: str, others: Any) -> Any:
 def _shared_vec_env(args: TrainArgs) -> Any:
     from stable_baselines3.common.vec_env import VecMonitor
 
-    venv = None
-    if args.batched:
-        try:
-            venv = batched_vec_env(args.n_envs, args.seed, **args.env_config)
-        except EnvConfigError as exc:  # an option the batched path does not support: plain envs
-            print(f"p2p-gym train: batched env not used ({exc})", file=sys.stderr)
-    if venv is None:
-        venv = shared_policy_vec_env(lambda: parallel_env(**args.env_config), args.n_envs, args.seed)
+    # The n_envs episodes are stepped together by the vector env (one simulation step for the whole batch).
+    venv = batched_vec_env(args.n_envs, args.seed, **args.env_config)
     return _wrap(VecMonitor(venv), args)
 
 

@@ -1,7 +1,19 @@
-"""Grid check: agents' net injections on a pandapower network (AC power flow or linear sensitivities)."""
+"""Grid layer: the power-flow check of agents' injections (pandapower AC or linear sensitivities), network
+topology (electrical distances) and the attribution of flows and penalties to agents and trades."""
 
 from __future__ import annotations
 
-from p2p_gym.grid.model import GRID_MODES, GridModel, GridReport
+from p2p_gym.grid.attribution import FlowAttribution, allocate_penalty, blocked_trades
+from p2p_gym.grid.model import GRID_MODES, GridBatch, GridModel, GridReport
+from p2p_gym.grid.topology import path_length_km
 
-__all__ = ["GRID_MODES", "GridModel", "GridReport"]
+__all__ = [
+    "GRID_MODES",
+    "FlowAttribution",
+    "GridBatch",
+    "GridModel",
+    "GridReport",
+    "allocate_penalty",
+    "blocked_trades",
+    "path_length_km",
+]

@@ -69,6 +69,68 @@ class GridReport:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class GridBatch:
+    """Outcome of B grid checks at once (one per row of an injection matrix float[B, N]).
+
+    Arrays have a leading batch axis; rows that did not converge are NaN with ``converged`` False and their
+    reason in ``errors``. The KPIs (:meth:`kpis`) are defined here once and :meth:`report` gives row ``b`` as a
+    :class:`GridReport`.
+    """
+
+    converged: np.ndarray
+    """bool[B]."""
+    line_loading_pct: np.ndarray
+    """float[B, L], % of each line's thermal limit."""
+    trafo_loading_pct: np.ndarray
+    """float[B, R], % of each transformer's rating."""
+    vm_pu: np.ndarray
+    """float[B, V], bus voltage magnitudes (p.u.)."""
+    errors: tuple[str | None, ...]
+    """Why each failed row failed (None where it converged)."""
+    loading_limit_pct: float = 100.0
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
+
+    def kpis(self) -> dict[str, np.ndarray]:
+        """Scalar KPIs per row (arrays [B]; NaN / 0 counts where the power flow failed)."""
+        line, trafo, vm, ok = self.line_loading_pct, self.trafo_loading_pct, self.vm_pu, self.converged
+        b = len(ok)
+        over = line - self.loading_limit_pct
+        with np.errstate(invalid="ignore"):
+            n_over = np.count_nonzero(over > 0, axis=1)
+            n_volt = np.count_nonzero((vm < self.v_min_pu) | (vm > self.v_max_pu), axis=1)
+        nan = np.where(ok, 0.0, np.nan)
+        return {
+            "converged": ok.copy(),
+            "max_line_loading_pct": line.max(axis=1, initial=0.0) + nan,
+            "max_trafo_loading_pct": trafo.max(axis=1, initial=0.0) + nan,
+            "n_overloaded_lines": np.where(ok, n_over, 0),
+            "n_voltage_violations": np.where(ok, n_volt, 0),
+            "overflow_sum_pct": np.where(over > 0, over, 0.0).sum(axis=1) + nan,
+            "vm_min_pu": (vm.min(axis=1, initial=np.inf) if vm.shape[1] else np.ones(b)) + nan,
+            "vm_max_pu": (vm.max(axis=1, initial=-np.inf) if vm.shape[1] else np.ones(b)) + nan,
+        }
+
+    def report(self, b: int = 0) -> GridReport:
+        """Row ``b`` as a :class:`GridReport`."""
+        k = {name: value[b] for name, value in self.kpis().items()}
+        return GridReport(
+            converged=bool(k["converged"]),
+            line_loading_pct=self.line_loading_pct[b],
+            trafo_loading_pct=self.trafo_loading_pct[b],
+            vm_pu=self.vm_pu[b],
+            max_line_loading_pct=float(k["max_line_loading_pct"]),
+            n_overloaded_lines=int(k["n_overloaded_lines"]),
+            n_voltage_violations=int(k["n_voltage_violations"]),
+            error=self.errors[b],
+            overflow_sum_pct=float(k["overflow_sum_pct"]),
+            max_trafo_loading_pct=float(k["max_trafo_loading_pct"]),
+            vm_min_pu=float(k["vm_min_pu"]),
+            vm_max_pu=float(k["vm_max_pu"]),
+        )
+
+
 class GridModel:
     """Checks agents' net injections (kW, positive = export) on the scenario's pandapower network.
 
@@ -153,11 +215,61 @@ class GridModel:
             GridError: wrong shape or non-finite entries (named ``injection_kw``).
         """
         inj = self._validate(injection_kw)
-        self.last_injection_kw = inj
+        return self._check_rows(inj[None, :]).report(0)
+
+    def check_batch(self, injection_kw: Any) -> GridBatch:
+        """Check B injection vectors at once: ``injection_kw`` float[B, N] (kW, positive = export).
+
+        The linear model is one matrix product for the whole batch; the AC model runs one power flow per row
+        (each warm-started from the previous solution, so rows agree with separate checks to the power flow's
+        tolerance).
+
+        Raises:
+            GridError: wrong shape or non-finite entries (named ``injection_kw``).
+        """
+        inj = np.asarray(injection_kw, dtype=np.float64) if isinstance(injection_kw, np.ndarray) else None
+        if inj is None or inj.ndim != 2:
+            try:
+                inj = np.asarray(injection_kw, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise GridError(
+                    f"injection_kw: expected float[B, {self.n_agents}], got {injection_kw!r:.60}"
+                ) from exc
+        if inj.ndim != 2 or inj.shape[1] != self.n_agents:
+            raise GridError(f"injection_kw: expected shape (B, {self.n_agents}), got {inj.shape}")
+        if not np.all(np.isfinite(inj)):
+            raise GridError("injection_kw: contains NaN or infinite values; all entries must be finite")
+        return self._check_rows(inj)
+
+    def _check_rows(self, inj: np.ndarray) -> GridBatch:
+        self.last_injection_kw = inj[-1].copy()
         if self.mode == "linear":
-            self._pending = inj
-            return self._check_linear(inj)
-        return self._check_ac(inj)
+            self._pending = inj[-1].copy()
+            flow = inj @ self._lin_si.T
+            line = np.sqrt(self._lin_i0 + flow**2) * self._lin_pct_per_ka
+            trafo = np.sqrt(self._lin_t0 + (inj @ self._lin_st.T) ** 2)
+            vm = self._lin_v0 + inj @ self._lin_sv.T
+            return self._batch(np.ones(len(inj), dtype=bool), line, trafo, vm, (None,) * len(inj))
+        rows = [self._check_ac(row) for row in inj]
+        nan = float("nan")
+        ok = np.array([not isinstance(r, str) for r in rows], dtype=bool)
+        line = np.array([r[0] if not isinstance(r, str) else np.full(self.n_lines, nan) for r in rows])
+        trafo = np.array([r[1] if not isinstance(r, str) else np.full(self.n_trafos, nan) for r in rows])
+        vm = np.array([r[2] if not isinstance(r, str) else np.full(self.n_buses, nan) for r in rows])
+        errors = tuple(r if isinstance(r, str) else None for r in rows)
+        shape = (len(inj),)
+        return self._batch(
+            ok,
+            line.reshape(*shape, self.n_lines),
+            trafo.reshape(*shape, self.n_trafos),
+            vm.reshape(*shape, self.n_buses),
+            errors,
+        )
+
+    def _batch(
+        self, ok: np.ndarray, line: np.ndarray, trafo: np.ndarray, vm: np.ndarray, errors: tuple
+    ) -> GridBatch:
+        return GridBatch(ok, line, trafo, vm, errors, self.loading_limit_pct, self.v_min_pu, self.v_max_pu)
 
     # ----------------------------------------------------------------------------------------- internals
     def _validate(self, injection_kw: Any) -> np.ndarray:
@@ -269,60 +381,27 @@ class GridModel:
         self._bus_ppc = net._pd2ppc_lookups["bus"][net.bus.index.to_numpy()]
         self._fast = net["_options"].get("trafo_loading", "current") == "current" and not net.trafo3w.shape[0]
 
-    def _check_ac(self, inj: np.ndarray) -> GridReport:
+    def _check_ac(self, inj: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+        """One AC power flow: (line %, trafo %, vm p.u.) or the reason it failed."""
         self._pending = None
         self._set_injection(inj)
         if self._has_solution and self._fast:
             out = self._run_ac_fast()
             if isinstance(out, str):
-                return self._failed(out)
+                return out
             line, trafo, vm = out
         else:
             error = self._run_ac()
             if error is not None:
-                return self._failed(error)
+                return error
             self._prepare_fast()
             line = self._net.res_line.loading_percent.to_numpy(dtype=float, copy=True)
             trafo = self._net.res_trafo.loading_percent.to_numpy(dtype=float, copy=True)
             vm = self._net.res_bus.vm_pu.to_numpy(dtype=float, copy=True)
         if not (np.all(np.isfinite(line)) and np.all(np.isfinite(vm))):
             self._has_solution = False
-            return self._failed("power flow returned NaN results")
-        return self._report(line, trafo, vm)
-
-    def _failed(self, error: str) -> GridReport:
-        nan = float("nan")
-        return GridReport(
-            converged=False,
-            line_loading_pct=np.full(self.n_lines, nan),
-            trafo_loading_pct=np.full(self.n_trafos, nan),
-            vm_pu=np.full(self.n_buses, nan),
-            max_line_loading_pct=nan,
-            n_overloaded_lines=0,
-            n_voltage_violations=0,
-            error=error,
-            overflow_sum_pct=nan,
-            max_trafo_loading_pct=nan,
-            vm_min_pu=nan,
-            vm_max_pu=nan,
-        )
-
-    def _report(self, line: np.ndarray, trafo: np.ndarray, vm: np.ndarray) -> GridReport:
-        lim = self.loading_limit_pct
-        over = line - lim
-        return GridReport(
-            converged=True,
-            line_loading_pct=line,
-            trafo_loading_pct=trafo,
-            vm_pu=vm,
-            max_line_loading_pct=float(line.max(initial=0.0)),
-            n_overloaded_lines=int(np.count_nonzero(over > 0)),
-            n_voltage_violations=int(np.count_nonzero((vm < self.v_min_pu) | (vm > self.v_max_pu))),
-            overflow_sum_pct=float(over[over > 0].sum()),
-            max_trafo_loading_pct=float(trafo.max(initial=0.0)),
-            vm_min_pu=float(vm.min(initial=np.inf)) if vm.size else 1.0,
-            vm_max_pu=float(vm.max(initial=-np.inf)) if vm.size else 1.0,
-        )
+            return "power flow returned NaN results"
+        return line, trafo, vm
 
     # ----------------------------------------------------------------------------------------- linear
     def _ac_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -382,12 +461,6 @@ class GridModel:
             self._lin_pct_per_ka = np.where(self.max_i_ka > 0, 100.0 / self.max_i_ka, 0.0)
         self._set_injection(np.zeros(n))
         self._run_ac()
-
-    def _check_linear(self, inj: np.ndarray) -> GridReport:
-        line = np.sqrt(self._lin_i0 + (self._lin_si @ inj) ** 2) * self._lin_pct_per_ka
-        trafo = np.sqrt(self._lin_t0 + (self._lin_st @ inj) ** 2)
-        vm = self._lin_v0 + self._lin_sv @ inj
-        return self._report(line, trafo, vm)
 
     @property
     def sensitivities(self) -> dict[str, np.ndarray]:

@@ -1,7 +1,8 @@
 """Market clearing for p2p_gym: pure numpy (plus HiGHS for the bilateral LP), no gym/grid imports.
 
-* :class:`Orders` → :func:`clear` (``"uniform"``, ``"pay_as_bid"``, ``"cda"``, ``"bilateral"``) →
-  :class:`ClearingResult` with :class:`Trades`;
+* :class:`Orders` → :func:`clear` (``"uniform"``, ``"pay_as_bid"``, ``"cda"``, ``"bilateral"`` and the
+  community rules ``"mmr"``, ``"sdr"``, ``"bill_sharing"``) → :class:`ClearingResult` with :class:`Trades`;
+* :func:`clear_uniform_batch` and :func:`clear_community_batch`: the same rules on B books at once;
 * :class:`ContinuousDoubleAuction` for incremental order books;
 * :mod:`p2p_gym.market.pricing`: community pricing rules (mid-market rate, supply-demand ratio, bill
   sharing) that need no bids;
@@ -18,12 +19,17 @@ Example:
 """
 
 from p2p_gym.market import pricing
+from p2p_gym.market.batch import clear_uniform_batch
 from p2p_gym.market.cda import ContinuousDoubleAuction
-from p2p_gym.market.clearing import MECHANISMS, clear
-from p2p_gym.market.settlement import Settlement, grid_only_bill, settle
+from p2p_gym.market.clearing import AUCTIONS, MECHANISMS, clear
+from p2p_gym.market.community import COMMUNITY_RULES, clear_community, clear_community_batch
+from p2p_gym.market.settlement import Settlement, grid_only_bill, settle, settle_positions
 from p2p_gym.market.types import ClearingResult, Orders, Trades
+from p2p_gym.market.welfare import efficiency
 
 __all__ = [
+    "AUCTIONS",
+    "COMMUNITY_RULES",
     "MECHANISMS",
     "ClearingResult",
     "ContinuousDoubleAuction",
@@ -31,7 +37,12 @@ __all__ = [
     "Settlement",
     "Trades",
     "clear",
+    "clear_community",
+    "clear_community_batch",
+    "clear_uniform_batch",
+    "efficiency",
     "grid_only_bill",
     "pricing",
     "settle",
+    "settle_positions",
 ]

@@ -51,9 +51,12 @@ from numpy.typing import ArrayLike
 from p2p_gym.errors import MarketError
 from p2p_gym.market.types import ClearingResult, FloatArray, IntArray, Orders, Trades
 
-__all__ = ["MECHANISMS", "clear"]
+__all__ = ["AUCTIONS", "MECHANISMS", "clear"]
 
-MECHANISMS: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral")
+#: Mechanisms that clear bids against asks.
+AUCTIONS: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral")
+#: Every mechanism of :func:`clear`: the auctions and the community rules of :mod:`p2p_gym.market.community`.
+MECHANISMS: tuple[str, ...] = (*AUCTIONS, "mmr", "sdr", "bill_sharing")
 
 
 def clear(
@@ -65,8 +68,11 @@ def clear(
     preference: ArrayLike | None = None,
     n_agents: int | None = None,
     rng: np.random.Generator | None = None,
+    retail_price: float | None = None,
+    feed_in_price: float | None = None,
 ) -> ClearingResult:
-    """Clear a book of orders with one of :data:`MECHANISMS` (semantics in the module docstring).
+    """Clear a book of orders with one of :data:`MECHANISMS` (semantics in the module docstring; the community
+    rules ``"mmr"``, ``"sdr"``, ``"bill_sharing"`` in :mod:`p2p_gym.market.community`).
 
     Args:
         orders: the book.
@@ -79,12 +85,14 @@ def clear(
         n_agents: number of agents N (default: the size of ``partners``/``preference`` if given, else max
             agent index + 1); ``partners``/``preference`` must be N × N.
         rng: unused (all mechanisms are deterministic); accepted so callers can pass one uniformly.
+        retail_price, feed_in_price: the interval's tariffs (currency/kWh); needed by the community rules only.
 
     Returns:
         The trades, the fill of every order and the clearing price (nan without trades).
 
     Raises:
-        MarketError: unknown mechanism, ``k`` outside [0, 1], bad ``partners``/``preference``/``n_agents``.
+        MarketError: unknown mechanism, ``k`` outside [0, 1], bad ``partners``/``preference``/``n_agents``, a
+            community rule without tariffs.
     """
     del rng
     if not isinstance(orders, Orders):
@@ -109,6 +117,10 @@ def clear(
         raise MarketError(
             f"partners/preference: only used by mechanism 'bilateral', got mechanism {mechanism!r}"
         )
+    if mechanism not in AUCTIONS:
+        from p2p_gym.market.community import clear_community
+
+        return clear_community(orders, mechanism, retail_price, feed_in_price)  # type: ignore[arg-type]
     if mechanism == "cda":
         from p2p_gym.market.cda import ContinuousDoubleAuction
 

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike
 from p2p_gym.errors import MarketError
 from p2p_gym.market.types import ClearingResult, FloatArray, Trades
 
-__all__ = ["Settlement", "grid_only_bill", "settle"]
+__all__ = ["Settlement", "grid_only_bill", "settle", "settle_positions"]
 
 
 @dataclass(frozen=True)
@@ -143,14 +143,39 @@ def settle(
         top = int(max(trades.buyer.max(), trades.seller.max()))
         raise MarketError(f"result_or_trades: trade agent index {top} outside [0, {n}) (len(net_kwh) = {n})")
     bought, sold = trades.bought(n), trades.sold(n)
-    paid, received = trades.paid(n), trades.received(n)
-    residual = net - (sold - bought)
+    fees = 0.5 * fee * (bought + sold)
+    return settle_positions(bought, sold, trades.paid(n), trades.received(n), net, retail, feed_in, fees)
+
+
+def settle_positions(
+    bought: np.ndarray,
+    sold: np.ndarray,
+    paid: np.ndarray,
+    received: np.ndarray,
+    net_kwh: np.ndarray,
+    retail_price: ArrayLike,
+    feed_in_price: ArrayLike,
+    fees: ArrayLike = 0.0,
+) -> Settlement:
+    """The settlement arithmetic of :func:`settle` on per-agent positions, broadcasting over leading batch axes.
+
+    Args:
+        bought, sold: float[..., N] kWh bought and sold P2P; paid, received: float[..., N] money for them.
+        net_kwh: float[..., N] physical net energy (positive = export).
+        retail_price, feed_in_price: currency/kWh, broadcast against [..., N] (e.g. float[B, 1]).
+        fees: float[..., N] network or platform fees each agent pays on top (currency).
+
+    Returns:
+        A :class:`Settlement` whose arrays have the shape of ``net_kwh`` (no validation: callers pass checked
+        arrays; :func:`settle` validates user input).
+    """
+    residual = net_kwh - (sold - bought)
     grid_import = np.maximum(-residual, 0.0)
     grid_export = np.maximum(residual, 0.0)
-    import_cost = grid_import * retail
-    export_revenue = grid_export * feed_in
-    fees = 0.5 * fee * (bought + sold)
-    bill = paid - received + import_cost - export_revenue + fees
+    import_cost = grid_import * retail_price
+    export_revenue = grid_export * feed_in_price
+    fees_arr = np.broadcast_to(np.asarray(fees, dtype=np.float64), np.shape(net_kwh))
+    bill = paid - received + import_cost - export_revenue + fees_arr
     return Settlement(
         p2p_bought_kwh=bought,
         p2p_sold_kwh=sold,
@@ -160,7 +185,7 @@ def settle(
         grid_export_kwh=grid_export,
         grid_import_cost=import_cost,
         grid_export_revenue=export_revenue,
-        fees=fees,
+        fees=fees_arr,
         bill=bill,
     )
 

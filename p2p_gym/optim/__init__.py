@@ -2,6 +2,7 @@
 
 * :class:`P2PProblem` (validated instance) → :func:`solve_centralized` (cvxpy, Clarabel) or :func:`solve_admm`
   (decentralised ADMM of 001 §4–6) → :class:`P2PSolution`;
+* :func:`step_optimum`: the welfare optimum of one scenario step given the agents' positions;
 * builders: :func:`from_positions` (one environment step with the grid supplier as peers),
   :func:`from_scenario_step`, :func:`ieee39_problem` (the 39-bus market of 000);
 * exogenous network fees γ (001 eq. 12): :func:`uniform_fees`, :func:`distance_fees`, :func:`zonal_fees`.
@@ -20,6 +21,7 @@ from p2p_gym.optim.builders import (
 from p2p_gym.optim.centralized import DEFAULT_ALPHA, solve_centralized, solve_pool
 from p2p_gym.optim.fees import distance_fees, uniform_fees, zonal_fees
 from p2p_gym.optim.problem import InfeasibleError, P2PProblem, P2PSolution
+from p2p_gym.optim.step_optimum import step_optimum
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -36,6 +38,7 @@ __all__ = [
     "solve_admm",
     "solve_centralized",
     "solve_pool",
+    "step_optimum",
     "uniform_fees",
     "zonal_fees",
 ]

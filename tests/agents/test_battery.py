@@ -7,7 +7,7 @@ import pytest
 
 import p2p_gym
 from agents import BatteryHeuristic, Truthful, act_all, make_policies
-from p2p_gym.env import OBS_FEATURES
+from p2p_gym.envs import OBS_FEATURES
 
 I = {n: i for i, n in enumerate(OBS_FEATURES)}
 

@@ -18,7 +18,7 @@ from agents import (
     make_policies,
     policy_from_name,
 )
-from p2p_gym.env import OBS_FEATURES
+from p2p_gym.envs import OBS_FEATURES
 from p2p_gym.market import Trades
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agents import ZIP, ZeroIntelligence, feature
-from p2p_gym.env import OBS_FEATURES
+from p2p_gym.envs import OBS_FEATURES
 
 
 def _obs(net: float, retail: float = 0.30, feed_in: float = 0.08) -> np.ndarray:

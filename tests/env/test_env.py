@@ -10,7 +10,7 @@ import pytest
 from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parallel_seed_test
 
 import p2p_gym
-from p2p_gym.env import MECHANISMS, P2PMarketEnv, parallel_env
+from p2p_gym.envs import MECHANISMS, P2PMarketEnv, parallel_env
 from p2p_gym.errors import EnvConfigError
 from tests.conftest import cached_scenario
 
@@ -270,8 +270,19 @@ def test_optimum_and_efficiency_reported() -> None:
         m = info["prosumer_0"]["market"]
         assert np.isfinite(m["welfare_optimum"])
         assert m["welfare"] <= m["welfare_optimum"] + 1e-9
-        if np.isfinite(m["efficiency"]):
+        gains, best = m["welfare"] - m["welfare_no_trade"], m["welfare_optimum"] - m["welfare_no_trade"]
+        if best > 1e-12:
+            assert m["efficiency"] == pytest.approx(gains / best)
             assert -1e-9 <= m["efficiency"] <= 1 + 1e-9
+        else:  # nothing to gain (0 / 0): undefined, never a default 1.0
+            assert m["efficiency"] is None
+
+
+def test_efficiency_is_none_without_an_optimum() -> None:
+    """Without compute_optimum no step reports an efficiency (it used to default to 1.0 in idle steps)."""
+    for _, _, info in _rollout(_tiny(grid="none", episode_steps=96), 0):
+        m = info["prosumer_0"]["market"]
+        assert m["welfare_optimum"] is None and m["efficiency"] is None
 
 
 def test_block_policy_blocks_only_on_stressed_lines() -> None:

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from p2p_gym.env import parallel_env
+from p2p_gym.envs import parallel_env
 from p2p_gym.wrappers import SingleAgentEnv, shared_policy_vec_env, truthful_action
 from tests.conftest import cached_scenario
 

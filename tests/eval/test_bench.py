@@ -30,7 +30,7 @@ def test_normalised_score_is_one_at_the_optimum_and_zero_at_random(tiny_refs: di
 
 
 def test_tasks_are_valid_environments() -> None:
-    from p2p_gym.env import parallel_env
+    from p2p_gym.envs import parallel_env
 
     for task in bench.TASKS.values():
         env = parallel_env(**task.env_config)

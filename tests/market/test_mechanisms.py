@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from p2p_gym.errors import MarketError
-from p2p_gym.market import MECHANISMS, ContinuousDoubleAuction, Orders, clear
+from p2p_gym.market import AUCTIONS, ContinuousDoubleAuction, Orders, clear
 
 
 def book(*rows: tuple[int, bool, float, float]) -> Orders:
@@ -78,7 +78,7 @@ def test_uniform_pro_rata_rationing_of_tied_bids() -> None:
 def test_uniform_no_cross_and_one_sided_books_are_empty() -> None:
     no_cross = book((0, True, 0.10, 1.0), (1, False, 0.20, 1.0))
     only_bids = book((0, True, 0.10, 1.0), (1, True, 0.20, 1.0))
-    for mech in MECHANISMS:
+    for mech in AUCTIONS:
         for b in (no_cross, only_bids, Orders.empty()):
             res = clear(b, mech)
             assert res.volume == 0.0 and len(res.trades) == 0

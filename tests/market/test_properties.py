@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p_gym.market import MECHANISMS, Orders, clear, settle
+from p2p_gym.market import AUCTIONS, COMMUNITY_RULES, Orders, clear, settle
 
 from . import reference
 from .strategies import books
@@ -46,13 +46,34 @@ def check_invariants(orders: Orders, res, mechanism: str) -> None:  # type: igno
 
 
 @settings(max_examples=600, deadline=None)
-@given(book=books(), mechanism=st.sampled_from(MECHANISMS), k=st.sampled_from([0.0, 0.5, 0.7, 1.0]))
-def test_invariants_all_mechanisms(book: Orders, mechanism: str, k: float) -> None:
+@given(book=books(), mechanism=st.sampled_from(AUCTIONS), k=st.sampled_from([0.0, 0.5, 0.7, 1.0]))
+def test_invariants_all_auctions(book: Orders, mechanism: str, k: float) -> None:
     res = clear(book, mechanism, k=k, n_agents=N)
     check_invariants(book, res, mechanism)
     # Settlement of any result balances money.
     net = np.linspace(-2.0, 2.0, N)
     st_ = settle(res, net, 0.30, 0.05, fee_per_kwh=0.01)
+    assert st_.is_balanced(1e-9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(book=books(), rule=st.sampled_from(COMMUNITY_RULES))
+def test_community_rules_share_pro_rata_and_balance(book: Orders, rule: str) -> None:
+    """Community rules (no bids): the volume is min(S, D), every order is filled in proportion to its quantity,
+    the mid-market and supply-demand-ratio prices lie between feed-in and retail, and the settlement balances."""
+    retail, feed_in = 0.30, 0.05
+    res = clear(book, rule, retail_price=retail, feed_in_price=feed_in, n_agents=N)
+    supply = float(book.quantity[~book.is_buy].sum())
+    demand = float(book.quantity[book.is_buy].sum())
+    volume = min(supply, demand) if supply > 0 and demand > 0 else 0.0
+    assert res.volume == pytest.approx(volume, abs=1e-9)
+    if volume > 0:
+        share = np.where(book.is_buy, volume / demand, volume / supply)
+        np.testing.assert_allclose(res.filled, book.quantity * share, atol=1e-9)
+        if rule != "bill_sharing":  # bill sharing splits the community's grid bill: 0 when S = D
+            assert feed_in - 1e-12 <= res.clearing_price <= retail + 1e-12
+    assert abs(res.paid(N).sum() - res.received(N).sum()) <= 1e-9
+    st_ = settle(res, np.linspace(-2.0, 2.0, N), retail, feed_in)
     assert st_.is_balanced(1e-9)
 
 

@@ -56,9 +56,15 @@ def test_orders_are_frozen_copies() -> None:
 def test_clear_argument_validation() -> None:
     o = Orders(**GOOD)  # type: ignore[arg-type]
     with pytest.raises(
-        MarketError, match=r"mechanism: must be one of \['uniform', 'pay_as_bid', 'cda', 'bilateral'\]"
+        MarketError,
+        match=r"mechanism: must be one of \['uniform', 'pay_as_bid', 'cda', 'bilateral', 'mmr', 'sdr', "
+        r"'bill_sharing'\]",
     ):
         clear(o, "vickrey")
+    with pytest.raises(
+        MarketError, match=r"^retail_price, feed_in_price: the community rule 'sdr' needs both"
+    ):
+        clear(o, "sdr", retail_price=0.3)
     with pytest.raises(MarketError, match=r"^k: must be in"):
         clear(o, "uniform", k=1.5)
     with pytest.raises(MarketError, match=r"^n_agents"):
@@ -102,7 +108,8 @@ def test_market_import_does_not_pull_heavy_dependencies() -> None:
     code = (
         "import sys, p2p_gym.market as m; "
         "o = m.Orders(agent=[0, 1], is_buy=[True, False], price=[0.2, 0.1], quantity=[1.0, 1.0]); "
-        "[m.clear(o, x) for x in m.MECHANISMS]; "
+        "[m.clear(o, x, retail_price=0.3, feed_in_price=0.1) for x in m.COMMUNITY_RULES]; "
+        "[m.clear(o, x) for x in m.AUCTIONS]; "
         "bad = [x for x in ('gymnasium', 'pettingzoo', 'pandapower', 'cvxpy', 'torch') if x in sys.modules]; "
         "print(','.join(bad))"
     )

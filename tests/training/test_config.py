@@ -100,24 +100,28 @@ def test_env_config_and_unknown_yaml_key(tmp_path: Path) -> None:
         TrainArgs.from_yaml(tmp_path / "bad.yaml")
 
 
-def test_shared_setting_uses_the_batched_env_when_supported() -> None:
+def test_shared_setting_steps_one_vector_env_for_every_mechanism() -> None:
+    """The shared setting steps its episodes with one BatchedMarketEnv, for every mechanism (bilateral too), and
+    its first step equals the plain envs stepped by hand (seeds 0 and 1)."""
     pytest.importorskip("stable_baselines3")
     import numpy as np
 
+    from p2p_gym.envs import BatchedMarketEnv, P2PMarketEnv
     from training.sb3 import _shared_vec_env
 
     kw = {"scenario": "tiny", "setting": "shared", "n_envs": 2, "episode_steps": 4}
-    fast = _shared_vec_env(TrainArgs(mechanism="uniform", **kw))
-    plain = _shared_vec_env(TrainArgs(mechanism="uniform", batched=False, **kw))
-    assert type(fast.venv).__name__ == "BatchedSharedPolicyVecEnv"
-    assert type(plain.venv).__name__ == "SharedPolicyVecEnv"
-    # the same episodes either way (2 copies × 4 agents, seeds 0 and 1)
-    np.testing.assert_allclose(fast.reset(), plain.reset(), atol=1e-9)
-    act = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
-    fast.step_async(act)
-    plain.step_async(act)
-    (o1, r1, *_), (o2, r2, *_) = fast.step_wait(), plain.step_wait()
-    np.testing.assert_allclose(o1, o2, atol=1e-9)
-    np.testing.assert_allclose(r1, r2, atol=1e-9)
-    bil = _shared_vec_env(TrainArgs(mechanism="bilateral", **kw))  # not supported there: plain envs
-    assert type(bil.venv).__name__ == "SharedPolicyVecEnv"
+    for mechanism in ("uniform", "bilateral"):
+        venv = _shared_vec_env(TrainArgs(mechanism=mechanism, **kw))
+        assert isinstance(venv.venv.env, BatchedMarketEnv) and venv.venv.env.num_envs == 2
+        obs = venv.reset()
+        plain = [P2PMarketEnv("tiny", mechanism=mechanism, episode_steps=4) for _ in range(2)]
+        ref = [e.reset(seed=k)[0] for k, e in enumerate(plain)]
+        np.testing.assert_allclose(
+            obs, np.stack([o[a] for o in ref for a in plain[0].possible_agents]), atol=1e-9
+        )
+        act = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
+        venv.step_async(act)
+        _, rew, *_ = venv.step_wait()
+        agents = plain[0].possible_agents
+        ref_rew = [e.step({a: act[k * 4 + i] for i, a in enumerate(agents)})[1] for k, e in enumerate(plain)]
+        np.testing.assert_allclose(rew, [r[a] for r in ref_rew for a in agents], atol=1e-6)

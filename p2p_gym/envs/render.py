@@ -60,7 +60,7 @@ def render_feeder(env: Any) -> Any:
     sc = env.scenario
     net = sc.net
     pos = feeder_layout(net)
-    if env._fig is None:
+    if getattr(env, "_fig", None) is None:
         env._fig = plt.figure(figsize=(9, 6))
     fig = env._fig
     fig.clf()
@@ -88,7 +88,7 @@ def render_feeder(env: Any) -> Any:
     sca = ax.scatter(
         xy[:, 0], xy[:, 1], c=inj, cmap="coolwarm_r", vmin=-lim, vmax=lim, s=120, zorder=3, edgecolors="k"
     )
-    if out is not None:
+    if out is not None and out.result is not None:
         tr = out.result.trades
         qmax = max(float(tr.quantity.max(initial=0.0)), 1e-9)
         for s, b, q in zip(tr.seller, tr.buyer, tr.quantity):
@@ -111,11 +111,11 @@ def render_feeder(env: Any) -> Any:
         sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 100))
         fig.colorbar(sm, ax=ax, label="line loading (%)")
     hour = env.scenario.hour_of_day(out.t if out is not None else env.t)
-    price = out.result.clearing_price if out is not None else float("nan")
+    price = out.result.clearing_price if out is not None and out.result is not None else float("nan")
     minutes = round(float(hour) * 60)
     price_txt = f"price {price:.3f} {sc.currency}/kWh" if np.isfinite(price) else "no P2P trade"
     ax.set_title(
-        f"{sc.name} · {env.mechanism} · step {env._step} · {minutes // 60:02d}:{minutes % 60:02d} · {price_txt}"
+        f"{sc.name} · {env.mechanism} · step {env.steps_taken} · {minutes // 60:02d}:{minutes % 60:02d} · {price_txt}"
     )
     ax.set_axis_off()
     fig.tight_layout()

@@ -1,0 +1,293 @@
+"""The PettingZoo parallel environment: :func:`p2p_gym.sim.step` with B = 1, dicts and infos."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import gymnasium
+import numpy as np
+from pettingzoo import ParallelEnv
+
+from p2p_gym.envs._build import make_static, stack_actions
+from p2p_gym.errors import EnvConfigError
+from p2p_gym.sim import OBS_BOUND, MarketConfig, Outcome, SimState, StepOutcome, initial_state, observations
+from p2p_gym.sim import step as sim_step
+
+
+class P2PMarketEnv(ParallelEnv):
+    """Prosumers bidding in a peer-to-peer electricity market on a real distribution grid.
+
+    **Step** (one market interval of ``scenario.step_minutes``): decode every agent's action into a battery
+    set-point and an order (and accepted peers) → clear the market → check the grid → apply the DSO's rule →
+    settle against the retail and feed-in tariff → rewards and observations. The step is
+    :func:`p2p_gym.sim.step` with a batch of one; :class:`~p2p_gym.envs.BatchedMarketEnv` runs the same step
+    on B episodes.
+
+    **Action space** (per agent, identical for all agents): ``Box(-1, 1, (3 [+ N-1],))``
+
+    ====== ==============================================================================================
+    index  meaning
+    ====== ==============================================================================================
+    0      limit price: ``feed_in + (a + 1) / 2 · (retail − feed_in)`` (−1 = feed-in price, +1 = retail price)
+    1      quantity: ``(a + 1) / 2`` of the agent's position after the battery (its surplus when positive,
+           it sells; its need when negative, it buys); the rest goes to/from the grid at the tariff
+    2      battery set-point ``a · battery_kw`` (positive = discharge), limited by the state of charge; ignored
+           for agents without a battery
+    3..    with ``peer_selection=True``: one score per other agent in ``possible_agents`` order (self
+           skipped); the agent accepts peers with score > 0, or its ``peer_k`` highest when ``peer_k`` is set
+    ====== ==============================================================================================
+
+    Dispatchable generators (``ieee39``) offer ``(a1 + 1) / 2 · gen_max_kw · dt`` and produce what they sell
+    (after the DSO's rule). Non-finite entries are replaced by 0 and out-of-range entries clipped; both are
+    counted in ``infos``. Under the community rules (``mmr``, ``sdr``, ``bill_sharing``) prices come from the rule
+    and only the quantity and battery entries matter.
+
+    **Observation space** (per agent): ``Box(-10, 10, (11 + 2·forecast_steps [+ 3],))``, float32: the features
+    of :data:`~p2p_gym.sim.OBS_FEATURES` (powers in units of the agent's power scale = its largest load, PV,
+    battery or generation power), then forecasts of own load and PV for the next ``forecast_steps`` steps, then
+    (with ``book_stats=True``) last step's total offered supply and demand (kWh, per agent mean) and P2P volume.
+    ``state()`` concatenates all agents' observations.
+
+    **Reward**: ``"money"``: the agent's money for the step (receipts − payments − fees − production cost −
+    penalty, currency); ``"savings"``: its grid-only bill minus its bill (same terms). With ``grid_penalty > 0``
+    the penalty (``grid_penalty`` × (overflow sum in % points + 100 × voltage excess in p.u.)) is shared among
+    agents in proportion to their positive contribution to the violations (linear sensitivities).
+
+    **Infos**: per agent: ``bill``, ``grid_only_bill``, ``p2p_sold_kwh``, ``p2p_bought_kwh``, ``grid_import_kwh``,
+    ``grid_export_kwh``, ``fees``, ``penalty``, ``production_cost``, ``battery_kw``, ``soc``, ``clipped_actions``,
+    ``nonfinite_actions``; and ``"market"`` (the same dict object for every agent): clearing price, volume, number
+    of trades, blocked trades and volume, fees, welfare, welfare without trading, the optimum and efficiency
+    (with ``compute_optimum=True``), money and energy balance residuals, grid KPIs. Values that are undefined in a
+    step (no clearing price, no optimum computed, no possible gain, a failed power flow) are ``None``.
+
+    Args:
+        scenario: a scenario name or :class:`~p2p_gym.scenarios.Scenario`.
+        *args: ``mechanism``, ``grid``, ``peer_selection``, ``episode_steps`` by position (PettingZoo style).
+        render_mode: ``None``, ``"human"`` or ``"rgb_array"``.
+        config: a :class:`~p2p_gym.sim.MarketConfig`; keyword options override its fields.
+        **options: any field of :class:`~p2p_gym.sim.MarketConfig` (mechanism, grid, peer_selection, peer_k,
+            episode_steps, grid_policy, block_threshold_pct, fee_per_kwh_km, grid_penalty, reward, k, preference,
+            preference_per_km, compute_optimum, forecast_steps, book_stats, start_day, initial_soc,
+            scenario_overrides; documented there).
+
+    Raises:
+        EnvConfigError: an invalid option (the message names the field, the value and the allowed range).
+
+    **Version history**: v0 — first release.
+    """
+
+    metadata = {"name": "p2p_market_v0", "render_modes": ["human", "rgb_array"], "is_parallelizable": True}
+
+    def __init__(
+        self,
+        scenario: Any = None,
+        *args: Any,
+        render_mode: str | None = None,
+        config: MarketConfig | None = None,
+        **options: Any,
+    ) -> None:
+        if len(args) == 5:  # the old positional render_mode (6th argument)
+            *args, render_mode = args  # type: ignore[assignment]
+        if render_mode is not None and render_mode not in ("human", "rgb_array"):
+            raise EnvConfigError(
+                f"render_mode: must be one of {[None, 'human', 'rgb_array']}, got {render_mode!r}"
+            )
+        self.static = make_static(scenario, args, options, config)
+        self.config = self.static.config
+        self.render_mode = render_mode
+        self.possible_agents = list(self.static.agent_ids)
+        self.agents: list[str] = []
+        self.agent_name_mapping = {a: i for i, a in enumerate(self.possible_agents)}
+        n, n_obs = self.static.n, self.static.n_obs
+        self._act_space = gymnasium.spaces.Box(-1.0, 1.0, (self.static.n_actions,), np.float32)
+        self._obs_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (n_obs,), np.float32)
+        self._state_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (n * n_obs,), np.float32)
+        self.rng = np.random.default_rng()
+        self._seeded = False
+        self.sim_state: SimState = initial_state(self.static, [0])
+        self.last_outcome: StepOutcome | None = None
+        self.last_step: Outcome | None = None
+        self._fig: Any = None
+
+    # ------------------------------------------------------------------------------------------- properties
+    @property
+    def scenario(self) -> Any:
+        return self.static.scenario
+
+    @property
+    def n(self) -> int:
+        return self.static.n
+
+    @property
+    def dt(self) -> float:
+        return self.static.dt
+
+    @property
+    def power_scale(self) -> np.ndarray:
+        return self.static.power_scale
+
+    @property
+    def preference(self) -> np.ndarray | None:
+        """float[N, N] β of the bilateral matching (None without preferences)."""
+        return self.static.preference
+
+    @property
+    def mechanism(self) -> str:
+        return self.config.mechanism
+
+    @property
+    def grid(self) -> str:
+        return self.config.grid
+
+    @property
+    def k(self) -> float:
+        return self.config.k
+
+    @property
+    def episode_steps(self) -> int:
+        return self.config.episode_steps
+
+    @property
+    def t(self) -> int:
+        """Index into the scenario of the current (next) step."""
+        return int(self.sim_state.t[0])
+
+    @property
+    def steps_taken(self) -> int:
+        """Steps taken in the current episode."""
+        return int(self.sim_state.step[0])
+
+    # ------------------------------------------------------------------------------------------- spaces
+    @functools.cache  # noqa: B019 - spaces must be the same object on every call
+    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self._obs_space
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self._act_space
+
+    @property
+    def state_space(self) -> gymnasium.spaces.Box:
+        return self._state_space
+
+    # ------------------------------------------------------------------------------------------- API
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        if seed is not None or not self._seeded:
+            self.rng = np.random.default_rng(seed)
+            self._seeded = True
+        day = (options or {}).get("start_day", self.config.start_day)
+        self.sim_state = initial_state(self.static, [start_day(self.static, day, self.rng)])
+        self.last_outcome = None
+        self.last_step = None
+        self.agents = list(self.possible_agents)
+        return self._observations(), {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        if not self.agents:
+            raise EnvConfigError("step: the episode is over; call reset() first")
+        act = stack_actions(actions, self.possible_agents, self.static.n_actions)
+        self.sim_state, out = sim_step(self.static, self.sim_state, act[None], vectorised=False)
+        self.last_step = out
+        self.last_outcome = out.record(0)
+        done = self.steps_taken >= self.episode_steps
+        rewards = dict(zip(self.possible_agents, out.rewards[0].tolist()))
+        infos = self._infos(out)
+        terminations = dict.fromkeys(self.possible_agents, False)
+        truncations = dict.fromkeys(self.possible_agents, done)
+        if done:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return self._observations(), rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        return observations(self.static, self.sim_state)[0].reshape(-1)
+
+    def close(self) -> None:
+        if self._fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self._fig)
+            self._fig = None
+
+    def render(self) -> Any:
+        if self.render_mode is None:
+            gymnasium.logger.warn(
+                "render() called without render_mode; pass render_mode='human' or 'rgb_array'"
+            )
+            return None
+        from p2p_gym.envs.render import render_feeder
+
+        return render_feeder(self)
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def _observations(self) -> dict[str, np.ndarray]:
+        m = observations(self.static, self.sim_state)[0]
+        return {a: m[i] for i, a in enumerate(self.possible_agents)}
+
+    def _infos(self, out: Outcome) -> dict[str, dict[str, Any]]:
+        market_info = market_infos(out, 0)
+        sc = self.scenario
+        soc = np.divide(
+            self.sim_state.soc_kwh[0], sc.battery_kwh, out=np.zeros(self.n), where=self.static.has_battery
+        )
+        st = out.settlement
+        columns = {
+            "bill": out.bills[0],
+            "grid_only_bill": out.grid_only_bills[0],
+            "p2p_sold_kwh": st.p2p_sold_kwh[0],
+            "p2p_bought_kwh": st.p2p_bought_kwh[0],
+            "grid_import_kwh": st.grid_import_kwh[0],
+            "grid_export_kwh": st.grid_export_kwh[0],
+            "fees": out.fees[0],
+            "penalty": out.penalty[0],
+            "production_cost": out.production_cost[0],
+            "battery_kw": out.battery_kw[0],
+            "soc": soc,
+            "clipped_actions": out.clipped_actions[0],
+            "nonfinite_actions": out.nonfinite_actions[0],
+        }
+        keys = (*columns, "market")
+        rows = zip(*(np.asarray(v).tolist() for v in columns.values()))
+        return {a: dict(zip(keys, (*row, market_info))) for a, row in zip(self.possible_agents, rows)}
+
+
+def start_day(static: Any, day: Any, rng: np.random.Generator) -> int:
+    """The start day of an episode: ``day`` if given (checked against the scenario), else a draw of ``rng``."""
+    n_days = static.n_start_days
+    if day is None:
+        return int(rng.integers(n_days))
+    if isinstance(day, (bool, np.bool_)) or not isinstance(day, (int, np.integer)) or not 0 <= day < n_days:
+        raise EnvConfigError(f"start_day: must be an integer in [0, {n_days - 1}], got {day!r}")
+    return int(day)
+
+
+def market_infos(out: Outcome, b: int) -> dict[str, Any]:
+    """The ``infos[agent]["market"]`` dict of book ``b`` (undefined values are ``None``)."""
+    grid = out.grid.report(b).as_dict() if out.grid is not None else None
+    info = {
+        "t": int(out.t[b]),
+        "clearing_price": float(out.clearing_price[b]),
+        "p2p_volume_kwh": float(out.p2p_volume_kwh[b]),
+        "n_trades": None if out.n_trades is None else int(out.n_trades[b]),
+        "blocked_trades": int(out.blocked_trades[b]),
+        "blocked_kwh": float(out.blocked_kwh[b]),
+        "fees_total": float(out.fees[b].sum()),
+        "welfare": float(out.welfare[b]),
+        "welfare_no_trade": float(out.welfare_no_trade[b]),
+        "welfare_optimum": float(out.welfare_optimum[b]),
+        "gains_from_trade": float(out.welfare[b] - out.welfare_no_trade[b]),
+        "efficiency": float(out.efficiency[b]),
+        "money_balance": float(out.money_balance[b]),
+        "energy_balance_kwh": float(out.energy_balance_kwh[b]),
+        "grid": _nan_to_none(grid) if grid is not None else None,
+        "penalty_total": float(out.penalty[b].sum()),
+    }
+    return _nan_to_none(info)
+
+
+def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:
+    """Undefined values are ``None`` in infos, so that infos compare equal between identical runs (NaN != NaN)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}

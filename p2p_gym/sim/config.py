@@ -1,0 +1,300 @@
+"""``MarketConfig``: every option of the market simulation, declared once.
+
+Both environments, ``p2p-gym run``, ``p2p-gym eval`` and ``p2p-gym train`` take a :class:`MarketConfig`; their
+command-line flags are derived from its fields (:func:`add_config_arguments`), so an option exists in exactly one
+place. A config is frozen, validated once in ``__post_init__`` (errors name the field, the value and the allowed
+range) and round-trips through plain dicts and YAML (:meth:`MarketConfig.to_dict`, :meth:`MarketConfig.from_dict`).
+
+Checks that need the scenario (``episode_steps`` ≤ the scenario's length, ``start_day``, ``peer_k`` ≤ N − 1, the
+shape of a ``preference`` matrix) run when the simulation is built (:func:`p2p_gym.sim.build`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from p2p_gym.errors import EnvConfigError
+
+#: Call-market and matching mechanisms (bids and asks) of :func:`p2p_gym.market.clear`.
+AUCTIONS: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral")
+#: Community pricing rules (no bids; prices from the rule).
+COMMUNITY_RULES: tuple[str, ...] = ("mmr", "sdr", "bill_sharing")
+#: Every mechanism the simulation clears (the same list as :data:`p2p_gym.market.MECHANISMS`).
+MECHANISMS: tuple[str, ...] = AUCTIONS + COMMUNITY_RULES
+GRIDS: tuple[str, ...] = ("none", "linear", "ac")
+GRID_POLICIES: tuple[str, ...] = ("report", "block", "fee")
+REWARDS: tuple[str, ...] = ("money", "savings")
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, lo: float | None = None,
+         hi: float | None = None) -> Any:  # fmt: skip
+    """A dataclass field with its help text and allowed values (read by the CLI and the validation)."""
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """Options of one market simulation (one field per option; the docstrings are the CLI's help texts)."""
+
+    scenario: str = _opt("default", "scenario name (`p2p-gym scenarios` lists them)")
+    mechanism: str = _opt("uniform", "market mechanism", MECHANISMS)
+    grid: str = _opt(
+        "linear", "grid check: none, linear (sensitivities) or ac (pandapower AC power flow)", GRIDS
+    )
+    peer_selection: bool = _opt(False, "add one score per other agent to the action (partner choice)")
+    episode_steps: int = _opt(96, "steps per episode (96 = one day of 15-minute steps)", lo=1)
+    peer_k: int | None = _opt(None, "accept the k highest-scored peers instead of those scored > 0", lo=1)
+    grid_policy: str = _opt(
+        "report",
+        "DSO rule: report violations, block trades that load stressed lines, or a distance-based fee",
+        GRID_POLICIES,
+    )
+    block_threshold_pct: float = _opt(
+        80.0, "line loading (%) from which grid_policy=block acts", lo=0.0, hi=1e6
+    )
+    fee_per_kwh_km: float = _opt(
+        0.05, "network fee of grid_policy=fee, currency per kWh and km", lo=0.0, hi=1e6
+    )
+    grid_penalty: float = _opt(0.0, "currency per % point of line overflow (0 = no penalty)", lo=0.0, hi=1e9)
+    reward: str = _opt("money", "reward: money (profit) or savings (vs the grid-only bill)", REWARDS)
+    k: float = _opt(0.5, "k-pricing weight: price = k·bid + (1 − k)·ask", lo=0.0, hi=1.0)
+    preference: Any = _opt(None, "bilateral preference: none, 'distance' or an N×N matrix of β ≥ 0")  # noqa: RUF009
+    preference_per_km: float = _opt(
+        0.02, "scale of the 'distance' preference, currency/kWh per km", lo=0.0, hi=1e6
+    )
+    compute_optimum: bool = _opt(False, "compute the welfare optimum of every step and report efficiency")
+    forecast_steps: int = _opt(0, "steps of own load/PV forecasts in the observation", lo=0, hi=96 * 7)
+    book_stats: bool = _opt(False, "add last step's public book statistics to the observation")
+    start_day: int | None = _opt(None, "first day of every episode (default: a seeded random day)", lo=0)
+    initial_soc: float = _opt(0.5, "initial battery state of charge (fraction)", lo=0.0, hi=1.0)
+    scenario_overrides: dict[str, Any] = _opt({}, "keyword overrides of the scenario builder")  # noqa: RUF009
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise EnvConfigError(
+                    f"{f.name}: must be one of {list(choices)}, got {getattr(self, f.name)!r}"
+                )
+        if not isinstance(self.scenario, str) or not self.scenario:
+            raise EnvConfigError(f"scenario: must be a scenario name, got {self.scenario!r}")
+        for name in ("peer_selection", "compute_optimum", "book_stats"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise EnvConfigError(f"{name}: must be true or false, got {value!r}")
+            object.__setattr__(self, name, bool(value))
+        _int(self, "episode_steps", 1, 10**9)
+        _int(self, "forecast_steps", 0, 96 * 7)
+        if self.peer_k is not None:
+            _int(self, "peer_k", 1, 10**9)
+        if self.start_day is not None:
+            _int(self, "start_day", 0, 10**9)
+        for name in ("block_threshold_pct", "fee_per_kwh_km", "grid_penalty", "k", "preference_per_km",
+                     "initial_soc"):  # fmt: skip
+            meta = _meta(name)
+            _num(self, name, meta["lo"], meta["hi"])
+        if self.grid_policy == "block" and self.grid == "none":  # the fee needs only the path lengths
+            raise EnvConfigError("grid_policy: 'block' needs grid='linear' or 'ac', got grid='none'")
+        if self.grid_penalty > 0 and self.grid == "none":
+            raise EnvConfigError(f"grid_penalty: needs grid='linear' or 'ac' (got grid='none'), or 0, "
+                                 f"got {self.grid_penalty!r}")  # fmt: skip
+        pref = self.preference
+        if pref is not None and not isinstance(pref, str):
+            try:
+                arr = np.asarray(pref, dtype=float)
+            except (TypeError, ValueError):
+                raise EnvConfigError(
+                    f"preference: must be None, 'distance' or float[N, N], got {pref!r}"
+                ) from None
+            if (
+                arr.ndim != 2
+                or arr.shape[0] != arr.shape[1]
+                or not np.all(np.isfinite(arr))
+                or np.any(arr < 0)
+            ):
+                raise EnvConfigError(
+                    f"preference: expected a finite square float[N, N] ≥ 0, got shape {arr.shape}"
+                )
+            object.__setattr__(self, "preference", tuple(tuple(float(x) for x in row) for row in arr))
+        elif isinstance(pref, str) and pref != "distance":
+            raise EnvConfigError(f"preference: must be None, 'distance' or float[N, N], got {pref!r}")
+        if not isinstance(self.scenario_overrides, Mapping):
+            raise EnvConfigError(f"scenario_overrides: must be a mapping, got {self.scenario_overrides!r}")
+        object.__setattr__(self, "scenario_overrides", dict(self.scenario_overrides))
+
+    # ------------------------------------------------------------------------------------------ conversions
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (str, int, float, bool, None, lists, dicts): YAML/JSON-safe, and ``from_dict`` of it is equal."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(out["preference"], tuple):
+            out["preference"] = [list(row) for row in out["preference"]]
+        out["scenario_overrides"] = _plain(out["scenario_overrides"])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MarketConfig:
+        """A config from a mapping of field names (unknown keys raise, naming them)."""
+        if not isinstance(data, Mapping):
+            raise EnvConfigError(f"config: expected a mapping of options, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(field_names()))
+        if unknown:
+            raise EnvConfigError(f"{unknown[0]}: unknown option; options are {list(field_names())}")
+        return cls(**dict(data))
+
+    def to_yaml(self) -> str:
+        """The config as a YAML document (``from_yaml`` of it is equal)."""
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> MarketConfig:
+        """A config from a YAML document of plain data (tags that build Python objects are refused)."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise EnvConfigError(f"config: not plain YAML data ({str(exc).splitlines()[0]})") from None
+        return cls.from_dict(data or {})
+
+    def replace(self, **changes: Any) -> MarketConfig:
+        """A copy with some options changed (validated again)."""
+        unknown = sorted(set(changes) - set(field_names()))
+        if unknown:
+            raise EnvConfigError(f"{unknown[0]}: unknown option; options are {list(field_names())}")
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def preference_matrix(self) -> np.ndarray | None:
+        """float[N, N] of an explicit preference, else None."""
+        return np.asarray(self.preference, dtype=float) if isinstance(self.preference, tuple) else None
+
+
+#: Positional order of :class:`~p2p_gym.envs.P2PMarketEnv` / :func:`p2p_gym.parallel_env` arguments after the
+#: scenario (kept for the PettingZoo-style ``parallel_env(scenario, mechanism, grid, ...)`` call).
+POSITIONAL: tuple[str, ...] = ("mechanism", "grid", "peer_selection", "episode_steps")
+
+
+def field_names() -> tuple[str, ...]:
+    """Names of every option of :class:`MarketConfig`, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(MarketConfig))
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a mapping into (MarketConfig options, the rest)."""
+    names = set(field_names())
+    return {k: v for k, v in options.items() if k in names}, {
+        k: v for k, v in options.items() if k not in names
+    }
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    defaults: MarketConfig | None = None,
+    exclude: tuple[str, ...] = (),
+    group_title: str = "market options",
+) -> None:
+    """Add one ``--flag`` per :class:`MarketConfig` field (help and choices from the field) to ``parser``.
+
+    Flags default to ``None`` (= not given), so :func:`config_from_args` can layer them over a YAML file and the
+    dataclass defaults. Booleans take ``--flag`` / ``--no-flag``; ``scenario_overrides`` and ``preference``
+    take ``KEY=VALUE`` (repeatable) and a name, respectively.
+    """
+    base = defaults or MarketConfig()
+    group = parser.add_argument_group(group_title)
+    for f in dataclasses.fields(MarketConfig):
+        if f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(base, f.name)
+        text = f"{f.metadata['help']} (default: {default!r})"
+        if f.name == "scenario_overrides":
+            group.add_argument(flag, action="append", metavar="KEY=VALUE", default=None, help=text)
+        elif isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif f.metadata.get("choices"):
+            group.add_argument(flag, choices=f.metadata["choices"], default=None, help=text)
+        elif f.name == "preference":
+            group.add_argument(flag, choices=["distance"], default=None, help=text)
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            group.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=text)
+
+
+def config_from_args(
+    args: argparse.Namespace, base: MarketConfig | Mapping[str, Any] | None = None
+) -> MarketConfig:
+    """The :class:`MarketConfig` of parsed flags layered over ``base`` (a config, a dict, e.g. from YAML)."""
+    data = base.to_dict() if isinstance(base, MarketConfig) else dict(base or {})
+    for name in field_names():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name == "scenario_overrides":
+            value = {**data.get(name, {}), **_parse_overrides(value)}
+        data[name] = value
+    return MarketConfig.from_dict(data)
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise EnvConfigError(f"scenario_overrides: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+# -------------------------------------------------------------------------------------------- validation
+def _meta(name: str) -> Mapping[str, Any]:
+    return next(f.metadata for f in dataclasses.fields(MarketConfig) if f.name == name)
+
+
+def _int(cfg: MarketConfig, name: str, lo: int, hi: int) -> None:
+    value = getattr(cfg, name)
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or not lo <= value <= hi
+    ):
+        raise EnvConfigError(f"{name}: must be an integer in [{lo}, {hi}], got {value!r}")
+    object.__setattr__(cfg, name, int(value))
+
+
+def _num(cfg: MarketConfig, name: str, lo: float, hi: float) -> None:
+    value = getattr(cfg, name)
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not math.isfinite(float(value)) or not lo <= float(value) <= hi:
+        raise EnvConfigError(f"{name}: must be a number in [{lo}, {hi}], got {value!r}")
+    object.__setattr__(cfg, name, float(value))
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars/arrays and tuples as plain Python data (for YAML)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

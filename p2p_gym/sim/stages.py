@@ -1,0 +1,315 @@
+"""The stages of one market interval, as pure functions on arrays with a batch axis ([B, N, ...]).
+
+decode → assets → orders → clear → injections → grid check → grid policy → settle → rewards → observations.
+:func:`p2p_gym.sim.step` chains them. Every stage takes what it needs as arguments and returns what the next
+stage needs; none keeps state. The clearing stage is vectorised over the batch where the mechanism allows
+(uniform call market and community rules, when no trade-level rule needs the individual trades) and loops over
+the books with :func:`p2p_gym.market.clear` otherwise, so every option works for any B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from p2p_gym import market
+from p2p_gym.market.community import COMMUNITY_RULES
+
+#: Observations are clipped to [-OBS_BOUND, OBS_BOUND] (powers are normalised, prices are per kWh).
+OBS_BOUND = 10.0
+
+#: Names of the observation features, in order (before forecasts and book statistics).
+OBS_FEATURES = (
+    "load",  # own load, in units of the agent's power scale
+    "pv",  # own PV generation, power scale units
+    "soc",  # battery state of charge as a fraction of capacity (0 without battery)
+    "net",  # pv - load, power scale units
+    "hour_sin",
+    "hour_cos",
+    "retail_price",  # currency/kWh
+    "feed_in_price",  # currency/kWh
+    "last_clearing_price",  # currency/kWh (the mean of feed-in and retail when there was none)
+    "last_traded",  # own P2P sold minus bought in the last step, kWh per power-scale kWh
+    "has_battery",  # 1 if the agent owns a battery
+)
+
+#: Mechanisms whose clearing has a vectorised form over the batch.
+VECTORISED_MECHANISMS: tuple[str, ...] = ("uniform", *COMMUNITY_RULES)
+
+#: Orders below this quantity (kWh) are not submitted.
+MIN_ORDER_KWH = 1e-9
+
+
+# ----------------------------------------------------------------------------------------------- decode
+def decode(act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sanitise raw actions float[..., A] (Box[-1, 1] expected).
+
+    Returns a float64 copy with non-finite entries replaced by 0 and the rest clipped to [-1, 1], the number of
+    altered entries per row (int[...], non-finite or out of range) and the number of non-finite ones (int[...]).
+    """
+    act = np.array(act, dtype=np.float64)
+    nonfinite = ~np.isfinite(act)
+    act[nonfinite] = 0.0
+    outside = (act < -1.0) | (act > 1.0)
+    np.clip(act, -1.0, 1.0, out=act)
+    return act, (outside | nonfinite).sum(axis=-1), nonfinite.sum(axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------- assets
+def battery_dispatch(
+    setpoint: np.ndarray,
+    soc_kwh: np.ndarray,
+    battery_kw: np.ndarray,
+    battery_kwh: np.ndarray,
+    efficiency: float,
+    dt: float,
+    has_battery: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Battery power (kW, positive = discharge) and new state of charge (kWh), both float[..., N].
+
+    ``setpoint`` in [-1, 1] (fraction of ``battery_kw``, kW) is limited by the state of charge ``soc_kwh``
+    (kWh), the capacity ``battery_kwh`` (kWh) and the one-way ``efficiency`` over a step of ``dt`` hours; agents
+    without a battery (``has_battery`` False) get 0 kW.
+    """
+    want = setpoint * battery_kw
+    max_dis = soc_kwh * efficiency / dt
+    max_chg = (battery_kwh - soc_kwh) / efficiency / dt
+    kw = np.where(has_battery, np.clip(want, -max_chg, max_dis), 0.0)
+    soc = np.clip(soc_kwh - np.where(kw > 0, kw / efficiency, kw * efficiency) * dt, 0.0, battery_kwh)
+    return kw, soc
+
+
+# ----------------------------------------------------------------------------------------------- orders
+def order_book(
+    act: np.ndarray,
+    net_kw: Any,
+    retail: Any,
+    feed_in: Any,
+    is_gen: np.ndarray,
+    gen_max_kw: np.ndarray,
+    dt: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each agent's order from its decoded action float[..., N, A] and its net power after the battery
+    ``net_kw`` float[..., N] (kW, positive = surplus): limit price (currency/kWh) float[..., N], quantity
+    (kWh) float[..., N] and side bool[..., N] (True = buy). ``retail``/``feed_in`` (currency/kWh) broadcast
+    against [..., N]; dispatchable generators (``is_gen``) offer ``gen_max_kw · dt`` plus any surplus."""
+    position = net_kw * dt  # kWh, before dispatchable generation
+    price = feed_in + (act[..., 0] + 1.0) * 0.5 * (retail - feed_in)
+    frac = (act[..., 1] + 1.0) * 0.5
+    offer = np.where(is_gen, gen_max_kw * dt + np.maximum(position, 0.0), np.abs(position))
+    is_buy = (position < 0) & ~is_gen
+    qty = frac * offer
+    return price, np.where(qty > MIN_ORDER_KWH, qty, 0.0), is_buy
+
+
+def partners(scores: np.ndarray, others: np.ndarray, peer_k: int | None) -> np.ndarray:
+    """bool[B, N, N] accepted peers from per-peer scores float[B, N, N − 1] (``others[i]`` = the agents the
+    columns of row i score): those scored > 0, or the ``peer_k`` highest (ties by agent index)."""
+    b, n, _ = scores.shape
+    if peer_k is None:
+        chosen = scores > 0
+    else:
+        top = np.argsort(-scores, axis=-1, kind="stable")[..., :peer_k]
+        chosen = np.zeros(scores.shape, dtype=bool)
+        np.put_along_axis(chosen, top, True, axis=-1)
+    accept = np.zeros((b, n, n), dtype=bool)
+    bb, ii, jj = np.nonzero(chosen)
+    accept[bb, ii, others[ii, jj]] = True
+    return accept
+
+
+def orders_of(price: np.ndarray, qty: np.ndarray, is_buy: np.ndarray) -> market.Orders:
+    """The :class:`~p2p_gym.market.Orders` book of one row (agents with a positive quantity)."""
+    idx = np.flatnonzero(qty > 0)
+    return market.Orders(agent=idx, is_buy=is_buy[idx], price=price[idx], quantity=qty[idx])
+
+
+# ----------------------------------------------------------------------------------------------- clear
+@dataclass(frozen=True)
+class Cleared:
+    """What the clearing stage hands on: per-agent positions of the B books and, on the per-book path, the
+    books and their clearing results (with the individual trades)."""
+
+    bought: np.ndarray  # float[B, N] kWh
+    sold: np.ndarray  # float[B, N] kWh
+    paid: np.ndarray  # float[B, N] currency
+    received: np.ndarray  # float[B, N] currency
+    price: np.ndarray  # float[B] currency/kWh (nan without a price)
+    volume: np.ndarray  # float[B] kWh
+    books: tuple[market.Orders, ...] | None
+    results: tuple[market.ClearingResult, ...] | None
+
+
+def needs_trades(config: Any) -> bool:
+    """True when a later stage needs the individual trades (network fees, the block rule)."""
+    return config.grid_policy in ("block", "fee")
+
+
+def clear(
+    config: Any,
+    n: int,
+    price: np.ndarray,
+    qty: np.ndarray,
+    is_buy: np.ndarray,
+    accept: np.ndarray | None,
+    preference: np.ndarray | None,
+    retail: np.ndarray,
+    feed_in: np.ndarray,
+    vectorised: bool,
+) -> Cleared:
+    """Clear B books float[B, N] (one order per agent; quantity 0 = none) with ``config.mechanism``.
+
+    ``vectorised``: use the batch form of the uniform auction / community rules (no individual trades); else
+    :func:`p2p_gym.market.clear` per book.
+    """
+    mech = config.mechanism
+    if vectorised:
+        if mech == "uniform":
+            bought, sold, cp, vol = market.clear_uniform_batch(is_buy, price, qty, config.k)
+        else:
+            bought, sold, cp, vol = market.clear_community_batch(mech, is_buy, qty, retail, feed_in)
+        unit = np.where(np.isfinite(cp), cp, 0.0)[:, None]
+        return Cleared(bought, sold, bought * unit, sold * unit, cp, vol, None, None)
+    books, results = [], []
+    for b in range(len(qty)):
+        book = orders_of(price[b], qty[b], is_buy[b])
+        kw: dict[str, Any] = {"k": config.k, "n_agents": n}
+        if mech == "bilateral":
+            kw["partners"] = accept[b] if accept is not None else np.ones((n, n), dtype=bool)
+            kw["preference"] = preference
+        elif mech in COMMUNITY_RULES:
+            kw["retail_price"], kw["feed_in_price"] = float(retail[b]), float(feed_in[b])
+        books.append(book)
+        results.append(market.clear(book, mech, **kw))
+    return _positions(n, tuple(books), tuple(results))
+
+
+def _positions(n: int, books: tuple, results: tuple) -> Cleared:
+    def stack(method: str) -> np.ndarray:
+        return np.array([getattr(r, method)(n) for r in results]).reshape(len(results), n)
+
+    return Cleared(
+        bought=stack("bought"),
+        sold=stack("sold"),
+        paid=stack("paid"),
+        received=stack("received"),
+        price=np.array([r.clearing_price for r in results], dtype=np.float64),
+        volume=np.array([r.volume for r in results], dtype=np.float64),
+        books=books,
+        results=results,
+    )
+
+
+def drop_trades(result: market.ClearingResult, drop: np.ndarray) -> market.ClearingResult:
+    """The clearing result without the trades flagged in ``drop`` (order fills reduced accordingly)."""
+    tr = result.trades
+    keep = ~drop
+    kept = market.Trades(
+        buy_order=tr.buy_order[keep],
+        sell_order=tr.sell_order[keep],
+        buyer=tr.buyer[keep],
+        seller=tr.seller[keep],
+        quantity=tr.quantity[keep],
+        price=tr.price[keep],
+    )
+    k = len(result.filled)
+    filled = np.bincount(kept.buy_order, kept.quantity, k) + np.bincount(kept.sell_order, kept.quantity, k)
+    return replace(result, trades=kept, filled=filled)
+
+
+# ----------------------------------------------------------------------------------------------- physics
+def injections(net_kw: np.ndarray, sold: np.ndarray, is_gen: np.ndarray, dt: float) -> np.ndarray:
+    """Physical net injection float[B, N] (kW, positive = export): the net power after the battery plus what
+    dispatchable generators sold (they produce exactly that)."""
+    if not is_gen.any():
+        return net_kw
+    return net_kw + np.where(is_gen, sold / dt, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------- grid policy
+def block(static: Any, cleared: Cleared, injection_kw: np.ndarray) -> tuple[Cleared, np.ndarray, np.ndarray]:
+    """The DSO's block rule on every book (:func:`p2p_gym.grid.blocked_trades`): the cleared positions without
+    the blocked trades, and the number and volume (kWh) of blocked trades per book (int[B], float[B])."""
+    from p2p_gym.grid import blocked_trades
+
+    assert cleared.results is not None and cleared.books is not None
+    cfg = static.config
+    results, counts, volumes = [], [], []
+    for b, res in enumerate(cleared.results):
+        tr = res.trades
+        mask = blocked_trades(
+            static.attribution,
+            injection_kw[b],
+            tr.seller,
+            tr.buyer,
+            tr.quantity / static.dt,
+            cfg.block_threshold_pct,
+        )
+        counts.append(int(mask.sum()))
+        volumes.append(float(tr.quantity[mask].sum()))
+        results.append(drop_trades(res, mask) if mask.any() else res)
+    return _positions(static.n, cleared.books, tuple(results)), np.array(counts), np.array(volumes)
+
+
+def fees(static: Any, cleared: Cleared) -> np.ndarray:
+    """Distance-based network fees float[B, N] (currency), half paid by each side of a trade: the rate of
+    ``fee_matrix`` (currency/kWh between two agents, Le Goff Latimier & Ben Ahmed 2023, eq. 12) × kWh."""
+    n = static.n
+    out = np.zeros((len(cleared.price), n))
+    if static.fee_matrix is None or cleared.results is None:
+        return out
+    for b, res in enumerate(cleared.results):
+        tr = res.trades
+        if len(tr.quantity):
+            per_trade = static.fee_matrix[tr.seller, tr.buyer] * tr.quantity
+            out[b] = 0.5 * (np.bincount(tr.seller, per_trade, n) + np.bincount(tr.buyer, per_trade, n))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- observations
+def _time_of_day_table() -> np.ndarray:
+    """float[1440, 2]: (sin, cos) of the hour angle of every minute of the day."""
+    hour = np.arange(1440) / 60.0
+    ang = 2.0 * np.pi * hour / 24.0
+    table = np.stack([np.sin(ang), np.cos(ang)], axis=1)
+    table.flags.writeable = False
+    return table
+
+
+_TIME_OF_DAY = _time_of_day_table()
+
+
+def observations(static: Any, state: Any) -> np.ndarray:
+    """Observations float32[B, N, obs_dim] of a state (layout in :class:`~p2p_gym.envs.P2PMarketEnv`)."""
+    sc, cfg = static.scenario, static.config
+    t = np.minimum(state.t, sc.n_steps - 1)
+    scale = static.power_scale
+    has_battery = static.has_battery
+    load, pv = sc.load_kw[t], sc.pv_kw[t]
+    shape = load.shape
+    tod = _TIME_OF_DAY[t * sc.step_minutes % 1440]
+    cap = np.where(has_battery, sc.battery_kwh, 1.0)
+    cols = [
+        load / scale,
+        pv / scale,
+        state.soc_kwh / cap,
+        (pv - load) / scale,
+        np.broadcast_to(tod[..., 0, None], shape),
+        np.broadcast_to(tod[..., 1, None], shape),
+        np.broadcast_to(np.asarray(sc.retail_price[t])[..., None], shape),
+        np.broadcast_to(np.asarray(sc.feed_in_price[t])[..., None], shape),
+        np.broadcast_to(np.asarray(state.last_price, dtype=np.float64)[..., None], shape),
+        state.last_traded / (scale * sc.dt_hours),
+        np.broadcast_to(has_battery.astype(float), shape),
+    ]
+    obs = np.stack(cols, axis=-1)
+    parts = [obs]
+    if cfg.forecast_steps:
+        idx = np.minimum(t[..., None] + 1 + np.arange(cfg.forecast_steps), sc.n_steps - 1)  # [B, F]
+        parts += [np.swapaxes(sc.load_kw[idx] / scale, -1, -2), np.swapaxes(sc.pv_kw[idx] / scale, -1, -2)]
+    if cfg.book_stats:
+        parts.append(np.broadcast_to(np.asarray(state.last_book)[..., None, :], (*shape, 3)))
+    out = np.concatenate(parts, axis=-1) if len(parts) > 1 else obs
+    return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)

@@ -1,0 +1,50 @@
+"""``SimState``: what carries over from one market interval to the next, for B simulations at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SimState:
+    """The dynamic state of B market simulations (batch axis first, agents in ``static.agent_ids`` order).
+
+    A stage never mutates a state; :func:`p2p_gym.sim.step` returns a new one.
+    """
+
+    t0: np.ndarray
+    """int[B]: scenario step at which each episode started."""
+    step: np.ndarray
+    """int[B]: steps taken in each episode (the next scenario step is ``t0 + step``)."""
+    soc_kwh: np.ndarray
+    """float[B, N]: battery state of charge (kWh; 0 without battery)."""
+    last_price: np.ndarray
+    """float[B]: last clearing price (currency/kWh; the mean of feed-in and retail before the first trade)."""
+    last_traded: np.ndarray
+    """float[B, N]: each agent's P2P sales minus purchases in the last step (kWh)."""
+    last_book: np.ndarray
+    """float[B, 3]: last step's offered supply, offered demand and P2P volume (kWh per agent)."""
+
+    @property
+    def t(self) -> np.ndarray:
+        """int[B]: the scenario step of each simulation's next interval."""
+        return self.t0 + self.step
+
+    @property
+    def batch_size(self) -> int:
+        """B."""
+        return len(self.t0)
+
+    def row(self, b: int) -> SimState:
+        """Simulation ``b`` alone (a state with B = 1)."""
+        s = slice(b, b + 1)
+        return SimState(
+            self.t0[s],
+            self.step[s],
+            self.soc_kwh[s],
+            self.last_price[s],
+            self.last_traded[s],
+            self.last_book[s],
+        )

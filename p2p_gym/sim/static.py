@@ -1,0 +1,136 @@
+"""``SimStatic``: everything a market simulation derives once from its config and scenario (never changes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from p2p_gym.errors import EnvConfigError
+from p2p_gym.sim.config import MarketConfig
+from p2p_gym.sim.stages import OBS_FEATURES
+
+__all__ = ["SimStatic", "build"]
+
+
+@dataclass(frozen=True, eq=False)
+class SimStatic:
+    """Constants of one simulation: the config, the scenario and what is derived from them once.
+
+    Build it with :func:`build`, which also runs the checks that need the scenario.
+    """
+
+    config: MarketConfig
+    scenario: Any  # p2p_gym.scenarios.Scenario
+    n: int
+    """Number of agents N."""
+    dt: float
+    """Step length in hours."""
+    has_battery: np.ndarray
+    """bool[N]."""
+    is_gen: np.ndarray
+    """bool[N]: dispatchable generators (they produce what they sell)."""
+    power_scale: np.ndarray
+    """float[N] kW: each agent's largest load, PV, battery or generation power (observation units)."""
+    others: np.ndarray
+    """int[N, N − 1]: the other agents of each agent, in index order (the peer-score columns)."""
+    grid_model: Any
+    """:class:`~p2p_gym.grid.GridModel` of ``config.grid`` (None for ``"none"``)."""
+    attribution: Any
+    """:class:`~p2p_gym.grid.FlowAttribution` when the block rule or the penalty needs it, else None."""
+    sens_i: np.ndarray | None
+    """float[L, N] line current sensitivities (kA/kW) of the linear model, when needed."""
+    sens_v: np.ndarray | None
+    """float[V, N] voltage sensitivities (p.u./kW), when needed."""
+    fee_matrix: np.ndarray | None
+    """float[N, N] network fee per kWh between two agents (``grid_policy="fee"``)."""
+    preference: np.ndarray | None
+    """float[N, N] β of the bilateral matching."""
+    n_actions: int
+    n_obs: int
+    n_start_days: int
+    """Number of days an episode can start on."""
+
+    @property
+    def agent_ids(self) -> tuple[str, ...]:
+        return tuple(self.scenario.agent_ids)
+
+
+def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
+    """Load the scenario (unless given), check the options that depend on it and derive the constants.
+
+    Raises:
+        EnvConfigError: an option out of range for this scenario (names the field, value and range).
+    """
+    from p2p_gym.scenarios import Scenario, load_scenario
+
+    if not isinstance(config, MarketConfig):
+        raise EnvConfigError(f"config: expected a MarketConfig, got {type(config).__name__}")
+    if scenario is None:
+        sc = load_scenario(config.scenario, **config.scenario_overrides)
+    elif isinstance(scenario, Scenario):
+        sc = scenario
+    else:
+        raise EnvConfigError(f"scenario: expected a name or Scenario, got {type(scenario).__name__}")
+    n = sc.n_agents
+    if config.episode_steps > sc.n_steps:
+        raise EnvConfigError(
+            f"episode_steps: must be an integer in [1, {sc.n_steps}], got {config.episode_steps}"
+        )
+    n_days = max(1, (sc.n_steps - config.episode_steps) // sc.steps_per_day + 1)
+    if config.start_day is not None and config.start_day > n_days - 1:
+        raise EnvConfigError(f"start_day: must be an integer in [0, {n_days - 1}], got {config.start_day}")
+    if config.peer_k is not None and config.peer_k > max(1, n - 1):
+        raise EnvConfigError(f"peer_k: must be an integer in [1, {max(1, n - 1)}], got {config.peer_k}")
+    distance = np.zeros((n, n))
+    if config.grid_policy == "fee" or config.preference == "distance":
+        from p2p_gym.grid import path_length_km
+
+        distance = path_length_km(sc.net, sc.bus)
+    preference: np.ndarray | None = None
+    if config.preference == "distance":
+        preference = config.preference_per_km * distance
+    elif config.preference is not None:
+        preference = config.preference_matrix
+        assert preference is not None
+        if preference.shape != (n, n):
+            raise EnvConfigError(
+                f"preference: expected finite float[{n}, {n}] ≥ 0, got shape {preference.shape}"
+            )
+
+    grid_model = attribution = sens_i = sens_v = None
+    if config.grid != "none":
+        from p2p_gym.grid import FlowAttribution, GridModel
+
+        grid_model = GridModel(sc, config.grid)
+        if config.grid_policy == "block" or config.grid_penalty > 0:
+            lin = grid_model if config.grid == "linear" else GridModel(sc, "linear")
+            sens = lin.sensitivities
+            sens_i, sens_v = sens["line_current_ka_per_kw"], sens["vm_pu_per_kw"]
+            attribution = FlowAttribution(sens_i, lin.max_i_ka)
+    power_scale = np.maximum.reduce(
+        [sc.load_kw.max(axis=0), sc.pv_kw.max(axis=0), sc.battery_kw, sc.gen_max_kw, np.full(n, 1e-6)]
+    )
+    others = np.array([[m for m in range(n) if m != i] for i in range(n)], dtype=int).reshape(n, n - 1)
+    n_actions = 3 + (n - 1 if config.peer_selection else 0)
+    n_obs = len(OBS_FEATURES) + 2 * config.forecast_steps + (3 if config.book_stats else 0)
+    return SimStatic(
+        config=config,
+        scenario=sc,
+        n=n,
+        dt=sc.dt_hours,
+        has_battery=sc.battery_kwh > 0,
+        is_gen=sc.gen_max_kw > 0,
+        power_scale=power_scale,
+        others=others,
+        grid_model=grid_model,
+        attribution=attribution,
+        sens_i=sens_i,
+        sens_v=sens_v,
+        fee_matrix=config.fee_per_kwh_km * distance if config.grid_policy == "fee" else None,
+        preference=preference,
+        n_actions=n_actions,
+        n_obs=n_obs,
+        n_start_days=n_days,
+    )

@@ -1,0 +1,258 @@
+"""One market interval of B simulations: ``step(static, state, actions[B, N, A]) -> (state, Outcome)``.
+
+The step chains the stages of :mod:`p2p_gym.sim.stages`:
+
+1. **decode** the actions (non-finite → 0, clip to [-1, 1], both counted);
+2. **assets**: battery dispatch within state of charge and power limits;
+3. **orders**: each agent's limit price and quantity (and accepted peers);
+4. **clear** the B books (vectorised over the batch where the mechanism allows);
+5. **injections**: physical net power (generators produce what they sold);
+6. **grid check** of the injections (linear model or AC power flow);
+7. **grid policy**: the DSO's block rule (the blocked generation is not produced; the grid is checked again),
+   network fees, and the grid-violation penalty;
+8. **settle** the residuals with the grid at retail / feed-in;
+9. **rewards**, welfare, the optimum and efficiency;
+10. the next state and its **observations**.
+
+Money balances (Σ bills = grid balance + fees) and energy balances (Σ injections = exports − imports) every step;
+both residuals are in the :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from p2p_gym import market
+from p2p_gym.sim import stages
+from p2p_gym.sim.state import SimState
+
+__all__ = ["Outcome", "StepOutcome", "initial_state", "step"]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """One book of an :class:`Outcome` (what one market interval of one simulation produced)."""
+
+    t: int
+    orders: market.Orders | None  # the book (None on the vectorised path)
+    result: market.ClearingResult | None  # clearing after the DSO rules (None on the vectorised path)
+    blocked_trades: int  # trades removed by the DSO (grid_policy="block")
+    blocked_kwh: float  # their volume
+    settlement: market.Settlement
+    bills: np.ndarray  # float[N] money paid this step (positive = pays), fees included
+    grid_only_bills: np.ndarray  # float[N]
+    production_cost: np.ndarray  # float[N] cost of dispatchable generation
+    penalty: np.ndarray  # float[N] grid-violation penalty
+    injection_kw: np.ndarray  # float[N] physical net injection (positive = export)
+    report: Any  # GridReport | None
+    welfare: float
+    welfare_no_trade: float
+    welfare_optimum: float  # nan unless computed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything one market interval of B simulations produced (batch axis first; currency, kWh, kW)."""
+
+    t: np.ndarray  # int[B] scenario step
+    battery_kw: np.ndarray  # float[B, N] battery power (positive = discharge)
+    clipped_actions: np.ndarray  # int[B, N] action entries clipped or non-finite
+    nonfinite_actions: np.ndarray  # int[B, N]
+    is_buy: np.ndarray  # bool[B, N] side of each agent's order
+    order_price: np.ndarray  # float[B, N] currency/kWh
+    order_kwh: np.ndarray  # float[B, N] (0 = no order)
+    clearing_price: np.ndarray  # float[B] (nan without a price)
+    p2p_volume_kwh: np.ndarray  # float[B]
+    n_trades: np.ndarray | None  # int[B] (None on the vectorised path, which has no individual trades)
+    blocked_trades: np.ndarray  # int[B]
+    blocked_kwh: np.ndarray  # float[B]
+    settlement: market.Settlement  # arrays float[B, N]
+    fees: np.ndarray  # float[B, N] network fees (included in bills)
+    bills: np.ndarray  # float[B, N]
+    grid_only_bills: np.ndarray  # float[B, N]
+    production_cost: np.ndarray  # float[B, N]
+    penalty: np.ndarray  # float[B, N]
+    injection_kw: np.ndarray  # float[B, N]
+    grid: Any  # GridBatch | None
+    welfare: np.ndarray  # float[B]
+    welfare_no_trade: np.ndarray  # float[B]
+    welfare_optimum: np.ndarray  # float[B] (nan unless compute_optimum)
+    efficiency: np.ndarray  # float[B] (nan when undefined or not computed)
+    rewards: np.ndarray  # float[B, N]
+    money_balance: np.ndarray  # float[B] residual Σ bills − grid balance − fees (0 up to rounding)
+    energy_balance_kwh: np.ndarray  # float[B] residual Σ injection · dt − (exports − imports)
+    books: tuple[market.Orders, ...] | None
+    results: tuple[market.ClearingResult, ...] | None
+
+    @property
+    def gains_from_trade(self) -> np.ndarray:
+        """float[B]: welfare − welfare without trading."""
+        return self.welfare - self.welfare_no_trade
+
+    def record(self, b: int = 0) -> StepOutcome:
+        """Book ``b`` as a :class:`StepOutcome`."""
+        st = self.settlement
+        row = market.Settlement(*(np.asarray(getattr(st, f))[b] for f in st.__dataclass_fields__))
+        return StepOutcome(
+            t=int(self.t[b]),
+            orders=None if self.books is None else self.books[b],
+            result=None if self.results is None else self.results[b],
+            blocked_trades=int(self.blocked_trades[b]),
+            blocked_kwh=float(self.blocked_kwh[b]),
+            settlement=row,
+            bills=self.bills[b],
+            grid_only_bills=self.grid_only_bills[b],
+            production_cost=self.production_cost[b],
+            penalty=self.penalty[b],
+            injection_kw=self.injection_kw[b],
+            report=None if self.grid is None else self.grid.report(b),
+            welfare=float(self.welfare[b]),
+            welfare_no_trade=float(self.welfare_no_trade[b]),
+            welfare_optimum=float(self.welfare_optimum[b]),
+        )
+
+
+def initial_state(static: Any, days: Any) -> SimState:
+    """The state at the start of episodes beginning on ``days`` (int[B], days of the scenario)."""
+    sc, cfg = static.scenario, static.config
+    t0 = np.asarray(days, dtype=np.int64).reshape(-1) * sc.steps_per_day
+    b = len(t0)
+    soc = np.where(static.has_battery, cfg.initial_soc * sc.battery_kwh, 0.0)
+    return SimState(
+        t0=t0,
+        step=np.zeros(b, dtype=np.int64),
+        soc_kwh=np.broadcast_to(soc, (b, static.n)).copy(),
+        last_price=0.5 * (sc.retail_price[t0] + sc.feed_in_price[t0]),
+        last_traded=np.zeros((b, static.n)),
+        last_book=np.zeros((b, 3)),
+    )
+
+
+def step(
+    static: Any, state: SimState, actions: np.ndarray, vectorised: bool | None = None
+) -> tuple[SimState, Outcome]:
+    """Advance B simulations by one market interval.
+
+    Args:
+        static: the constants (:func:`p2p_gym.sim.build`).
+        state: the current state (B simulations).
+        actions: float[B, N, A] raw actions (any values; decoded and counted here).
+        vectorised: clear with the batch form of the mechanism (no individual trades). Default: when B > 1, the
+            mechanism has one (uniform, community rules) and no later stage needs the trades.
+
+    Returns:
+        The next state and the :class:`Outcome`.
+    """
+    cfg, sc, n, dt = static.config, static.scenario, static.n, static.dt
+    b = state.batch_size
+    if vectorised is None:
+        vectorised = b > 1 and cfg.mechanism in stages.VECTORISED_MECHANISMS and not stages.needs_trades(cfg)
+    t = state.t
+    retail, feed_in = sc.retail_price[t], sc.feed_in_price[t]
+    # decode → assets → orders
+    act, n_clipped, n_nonfinite = stages.decode(actions)
+    battery_kw, soc = stages.battery_dispatch(
+        act[..., 2],
+        state.soc_kwh,
+        sc.battery_kw,
+        sc.battery_kwh,
+        sc.battery_efficiency,
+        dt,
+        static.has_battery,
+    )
+    net_kw = sc.pv_kw[t] - sc.load_kw[t] + battery_kw
+    price, qty, is_buy = stages.order_book(
+        act, net_kw, retail[:, None], feed_in[:, None], static.is_gen, sc.gen_max_kw, dt
+    )
+    accept = stages.partners(act[..., 3:], static.others, cfg.peer_k) if cfg.peer_selection else None
+    # clear → injections → grid check
+    cleared = stages.clear(cfg, n, price, qty, is_buy, accept, static.preference, retail, feed_in, vectorised)
+    injection_kw = stages.injections(net_kw, cleared.sold, static.is_gen, dt)
+    grid = static.grid_model.check_batch(injection_kw) if static.grid_model is not None else None
+    # grid policy
+    n_blocked, blocked_kwh = np.zeros(b, dtype=np.int64), np.zeros(b)
+    if cfg.grid_policy == "block":
+        cleared, n_blocked, blocked_kwh = stages.block(static, cleared, injection_kw)
+        if (
+            static.is_gen.any() and n_blocked.any()
+        ):  # blocked generation is not produced: check the grid again
+            injection_kw = stages.injections(net_kw, cleared.sold, static.is_gen, dt)
+            grid = static.grid_model.check_batch(injection_kw)
+    fees = stages.fees(static, cleared)
+    penalty = np.zeros((b, n))
+    if grid is not None and static.sens_i is not None and cfg.grid_penalty > 0:
+        from p2p_gym.grid import allocate_penalty
+
+        penalty = allocate_penalty(
+            cfg.grid_penalty, injection_kw, grid.line_loading_pct, grid.vm_pu, grid.converged, static.sens_i,
+            static.sens_v,
+        )  # fmt: skip
+    # settle
+    net_kwh = injection_kw * dt
+    r, f = retail[:, None], feed_in[:, None]
+    st = market.settle_positions(
+        cleared.bought, cleared.sold, cleared.paid, cleared.received, net_kwh, r, f, fees
+    )
+    grid_only = np.maximum(-net_kwh, 0.0) * r - np.maximum(net_kwh, 0.0) * f
+    gen_kwh = np.where(static.is_gen, np.maximum(net_kwh + sc.load_kw[t] * dt, 0.0), 0.0)
+    production = 0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh
+    # welfare, optimum, rewards. Welfare = −(net payment to the grid) − production cost; fees are transfers.
+    grid_balance = st.grid_import_cost.sum(axis=1) - st.grid_export_revenue.sum(axis=1)
+    welfare = -grid_balance - production.sum(axis=1)
+    welfare_no_trade = -grid_only.sum(axis=1) - production.sum(axis=1)
+    if cfg.compute_optimum:
+        from p2p_gym.optim.step_optimum import step_optimum
+
+        optimum = np.asarray(step_optimum(sc, t, net_kwh), dtype=np.float64)
+    else:
+        optimum = np.full(b, np.nan)
+    money = -st.bill - production - penalty
+    rewards = grid_only + money if cfg.reward == "savings" else money
+    # next state
+    sold_kwh, bought_kwh = cleared.sold, cleared.bought
+    supply = np.where(is_buy, 0.0, qty).sum(axis=1)
+    demand = np.where(is_buy, qty, 0.0).sum(axis=1)
+    new_state = SimState(
+        t0=state.t0,
+        step=state.step + 1,
+        soc_kwh=soc,
+        last_price=np.where(np.isfinite(cleared.price), cleared.price, state.last_price),
+        last_traded=sold_kwh - bought_kwh,
+        last_book=np.stack([supply, demand, cleared.volume], axis=1) / n,
+    )
+    outcome = Outcome(
+        t=t,
+        battery_kw=battery_kw,
+        clipped_actions=n_clipped,
+        nonfinite_actions=n_nonfinite,
+        is_buy=is_buy,
+        order_price=price,
+        order_kwh=qty,
+        clearing_price=cleared.price,
+        p2p_volume_kwh=cleared.volume,
+        n_trades=None if cleared.results is None else np.array([r.n_trades for r in cleared.results]),
+        blocked_trades=n_blocked,
+        blocked_kwh=blocked_kwh,
+        settlement=st,
+        fees=fees,
+        bills=st.bill,
+        grid_only_bills=grid_only,
+        production_cost=production,
+        penalty=penalty,
+        injection_kw=injection_kw,
+        grid=grid,
+        welfare=welfare,
+        welfare_no_trade=welfare_no_trade,
+        welfare_optimum=optimum,
+        efficiency=np.asarray(market.efficiency(welfare, welfare_no_trade, optimum)).reshape(b),
+        rewards=rewards,
+        money_balance=st.bill.sum(axis=1) - grid_balance - fees.sum(axis=1),
+        energy_balance_kwh=injection_kw.sum(axis=1) * dt
+        - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1)),
+        books=cleared.books,
+        results=cleared.results,
+    )
+    return new_state, outcome
