@@ -38,7 +38,7 @@ def plain_rate(env, seconds: float) -> float:  # type: ignore[no-untyped-def]
 def batched_rate(env: BatchedMarketEnv, seconds: float) -> float:
     """Agent-steps/s of the batched env (B episodes per step)."""
     rng = np.random.default_rng(0)
-    pool = rng.uniform(-1, 1, (8, env.n_envs, env.n, 3)).astype(np.float32)
+    pool = rng.uniform(-1, 1, (8, env.n_envs, env.n, env.n_actions)).astype(np.float32)
     env.reset(seed=0)
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--grid", default="linear", choices=["none", "linear"])
+    parser.add_argument("--grid", default="linear", choices=["none", "linear", "ac"])
     parser.add_argument("--mechanism", default="uniform")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32, 128])

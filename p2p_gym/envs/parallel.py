@@ -107,7 +107,6 @@ class P2PMarketEnv(ParallelEnv):
         self.rng = np.random.default_rng()
         self._seeded = False
         self.sim_state: SimState = initial_state(self.static, [0])
-        self.last_outcome: StepOutcome | None = None
         self.last_step: Outcome | None = None
         self._fig: Any = None
 
@@ -150,6 +149,11 @@ class P2PMarketEnv(ParallelEnv):
         return self.config.episode_steps
 
     @property
+    def last_outcome(self) -> StepOutcome | None:
+        """What the last step produced (the book, its clearing, settlement, grid report), or None after reset."""
+        return None if self.last_step is None else self.last_step.record(0)
+
+    @property
     def t(self) -> int:
         """Index into the scenario of the current (next) step."""
         return int(self.sim_state.t[0])
@@ -179,7 +183,6 @@ class P2PMarketEnv(ParallelEnv):
             self._seeded = True
         day = (options or {}).get("start_day", self.config.start_day)
         self.sim_state = initial_state(self.static, [start_day(self.static, day, self.rng)])
-        self.last_outcome = None
         self.last_step = None
         self.agents = list(self.possible_agents)
         return self._observations(), {a: {} for a in self.agents}
@@ -190,7 +193,6 @@ class P2PMarketEnv(ParallelEnv):
         act = stack_actions(actions, self.possible_agents, self.static.n_actions)
         self.sim_state, out = sim_step(self.static, self.sim_state, act[None], vectorised=False)
         self.last_step = out
-        self.last_outcome = out.record(0)
         done = self.steps_taken >= self.episode_steps
         rewards = dict(zip(self.possible_agents, out.rewards[0].tolist()))
         infos = self._infos(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,27 +95,44 @@ class GridBatch:
 
     def kpis(self) -> dict[str, np.ndarray]:
         """Scalar KPIs per row (arrays [B]; NaN / 0 counts where the power flow failed)."""
+        return self._kpis
+
+    @functools.cached_property
+    def _kpis(self) -> dict[str, np.ndarray]:
         line, trafo, vm, ok = self.line_loading_pct, self.trafo_loading_pct, self.vm_pu, self.converged
         b = len(ok)
-        over = line - self.loading_limit_pct
+        all_ok = bool(ok.all())
         with np.errstate(invalid="ignore"):
+            over = line - self.loading_limit_pct
             n_over = np.count_nonzero(over > 0, axis=1)
             n_volt = np.count_nonzero((vm < self.v_min_pu) | (vm > self.v_max_pu), axis=1)
-        nan = np.where(ok, 0.0, np.nan)
-        return {
-            "converged": ok.copy(),
-            "max_line_loading_pct": line.max(axis=1, initial=0.0) + nan,
-            "max_trafo_loading_pct": trafo.max(axis=1, initial=0.0) + nan,
-            "n_overloaded_lines": np.where(ok, n_over, 0),
-            "n_voltage_violations": np.where(ok, n_volt, 0),
-            "overflow_sum_pct": np.where(over > 0, over, 0.0).sum(axis=1) + nan,
-            "vm_min_pu": (vm.min(axis=1, initial=np.inf) if vm.shape[1] else np.ones(b)) + nan,
-            "vm_max_pu": (vm.max(axis=1, initial=-np.inf) if vm.shape[1] else np.ones(b)) + nan,
-        }
+            out = {
+                "converged": ok.copy(),
+                "max_line_loading_pct": line.max(axis=1, initial=0.0),
+                "max_trafo_loading_pct": trafo.max(axis=1, initial=0.0),
+                "n_overloaded_lines": n_over,
+                "n_voltage_violations": n_volt,
+                "overflow_sum_pct": np.maximum(over, 0.0).sum(axis=1),
+                "vm_min_pu": vm.min(axis=1, initial=np.inf) if vm.shape[1] else np.ones(b),
+                "vm_max_pu": vm.max(axis=1, initial=-np.inf) if vm.shape[1] else np.ones(b),
+            }
+        if not all_ok:  # failed rows: NaN KPIs, zero counts
+            bad = ~ok
+            for key in ("n_overloaded_lines", "n_voltage_violations"):
+                out[key] = np.where(bad, 0, out[key])
+            for key in ("max_line_loading_pct", "max_trafo_loading_pct", "overflow_sum_pct", "vm_min_pu", "vm_max_pu"):
+                out[key] = np.where(bad, np.nan, out[key])
+        return out
 
     def report(self, b: int = 0) -> GridReport:
-        """Row ``b`` as a :class:`GridReport`."""
-        k = {name: value[b] for name, value in self.kpis().items()}
+        """Row ``b`` as a :class:`GridReport` (made once per row)."""
+        cache = self.__dict__.setdefault("_reports", {})
+        if b not in cache:
+            cache[b] = self._report(b)
+        return cache[b]
+
+    def _report(self, b: int) -> GridReport:
+        k = {name: value[b] for name, value in self._kpis.items()}
         return GridReport(
             converged=bool(k["converged"]),
             line_loading_pct=self.line_loading_pct[b],

@@ -174,7 +174,9 @@ def settle_positions(
     grid_export = np.maximum(residual, 0.0)
     import_cost = grid_import * retail_price
     export_revenue = grid_export * feed_in_price
-    fees_arr = np.broadcast_to(np.asarray(fees, dtype=np.float64), np.shape(net_kwh))
+    fees_arr = fees if isinstance(fees, np.ndarray) and fees.shape == np.shape(net_kwh) else np.broadcast_to(
+        np.asarray(fees, dtype=np.float64), np.shape(net_kwh)
+    )
     bill = paid - received + import_cost - export_revenue + fees_arr
     return Settlement(
         p2p_bought_kwh=bought,

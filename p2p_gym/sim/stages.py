@@ -51,10 +51,12 @@ def decode(act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     act = np.array(act, dtype=np.float64)
     nonfinite = ~np.isfinite(act)
-    act[nonfinite] = 0.0
+    if nonfinite.any():
+        act[nonfinite] = 0.0
     outside = (act < -1.0) | (act > 1.0)
     np.clip(act, -1.0, 1.0, out=act)
-    return act, (outside | nonfinite).sum(axis=-1), nonfinite.sum(axis=-1)
+    outside |= nonfinite
+    return act, outside.sum(axis=-1), nonfinite.sum(axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------- assets

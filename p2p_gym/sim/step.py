@@ -197,8 +197,11 @@ def step(
         cleared.bought, cleared.sold, cleared.paid, cleared.received, net_kwh, r, f, fees
     )
     grid_only = np.maximum(-net_kwh, 0.0) * r - np.maximum(net_kwh, 0.0) * f
-    gen_kwh = np.where(static.is_gen, np.maximum(net_kwh + sc.load_kw[t] * dt, 0.0), 0.0)
-    production = 0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh
+    if static.is_gen.any():
+        gen_kwh = np.where(static.is_gen, np.maximum(net_kwh + sc.load_kw[t] * dt, 0.0), 0.0)
+        production = 0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh
+    else:
+        production = np.zeros((b, n))
     # welfare, optimum, rewards. Welfare = −(net payment to the grid) − production cost; fees are transfers.
     grid_balance = st.grid_import_cost.sum(axis=1) - st.grid_export_revenue.sum(axis=1)
     welfare = -grid_balance - production.sum(axis=1)
@@ -247,7 +250,9 @@ def step(
         welfare=welfare,
         welfare_no_trade=welfare_no_trade,
         welfare_optimum=optimum,
-        efficiency=np.asarray(market.efficiency(welfare, welfare_no_trade, optimum)).reshape(b),
+        efficiency=np.asarray(market.efficiency(welfare, welfare_no_trade, optimum)).reshape(b)
+        if cfg.compute_optimum
+        else optimum,
         rewards=rewards,
         money_balance=st.bill.sum(axis=1) - grid_balance - fees.sum(axis=1),
         energy_balance_kwh=injection_kw.sum(axis=1) * dt

@@ -417,3 +417,38 @@ def test_state_concatenates_all_observations() -> None:
     state = env.state()
     assert env.state_space.contains(state)
     np.testing.assert_array_equal(state, np.concatenate([obs[a] for a in env.possible_agents]))
+
+
+def test_blocked_generation_is_not_produced() -> None:
+    """ieee39 under the block rule: a generator produces only what it still sells after the DSO removed trades, so
+    blocked sales are neither produced nor exported at the feed-in price (they used to be, 3.97 GWh in this day)."""
+    sc = cached_scenario("ieee39")
+    env = parallel_env(
+        sc, grid="linear", grid_policy="block", block_threshold_pct=20.0, episode_steps=24, start_day=0
+    )
+    gens = [a for i, a in enumerate(env.possible_agents) if sc.gen_max_kw[i] > 0]
+    obs, _ = env.reset(seed=0)
+    blocked = 0.0
+    while env.agents:  # truthful: sellers ask feed-in, buyers bid retail
+        acts = {a: np.array([-1.0 if obs[a][3] >= 0 else 1.0, 1.0, 0.0]) for a in env.agents}
+        obs, _, _, _, info = env.step(acts)
+        m = info[gens[0]]["market"]
+        blocked += m["blocked_kwh"]
+        assert abs(m["energy_balance_kwh"]) < 1e-6 and abs(m["money_balance"]) < 1e-6
+        out = env.last_outcome
+        for g in gens:
+            i = env.possible_agents.index(g)
+            assert info[g]["grid_export_kwh"] == 0.0
+            # physical injection = own net load (none for the generators here) + what it still sold
+            assert out.injection_kw[i] * env.dt == pytest.approx(info[g]["p2p_sold_kwh"], rel=1e-9, abs=1e-6)
+    assert blocked > 1e5  # the rule acted
+
+
+def test_non_numeric_actions_name_the_agent() -> None:
+    env = _tiny()
+    env.reset(seed=0)
+    for bad in ("buy", None, ["a", "b", "c"], {"x": 1}):
+        acts = {a: np.zeros(3) for a in env.agents}
+        acts["prosumer_1"] = bad
+        with pytest.raises(EnvConfigError, match=r"actions\['prosumer_1'\]"):
+            env.step(acts)
