@@ -42,7 +42,7 @@ class GridReport:
     error: str | None = None
     """Why the check failed, or None."""
     overflow_sum_pct: float = 0.0
-    """Sum over overloaded lines of (loading − limit), in percentage points (003, Table 7)."""
+    """Sum over overloaded lines of (loading − limit), in percentage points (EUniversal D5.3 (2022), Table 7)."""
     max_trafo_loading_pct: float = 0.0
     """Largest transformer loading in %."""
     vm_min_pu: float = 1.0
@@ -120,7 +120,13 @@ class GridBatch:
             bad = ~ok
             for key in ("n_overloaded_lines", "n_voltage_violations"):
                 out[key] = np.where(bad, 0, out[key])
-            for key in ("max_line_loading_pct", "max_trafo_loading_pct", "overflow_sum_pct", "vm_min_pu", "vm_max_pu"):
+            for key in (
+                "max_line_loading_pct",
+                "max_trafo_loading_pct",
+                "overflow_sum_pct",
+                "vm_min_pu",
+                "vm_max_pu",
+            ):
                 out[key] = np.where(bad, np.nan, out[key])
         return out
 
@@ -232,8 +238,7 @@ class GridModel:
         Raises:
             GridError: wrong shape or non-finite entries (named ``injection_kw``).
         """
-        inj = self._validate(injection_kw)
-        return self._check_rows(inj[None, :]).report(0)
+        return self._check_rows(self._validate(injection_kw)[None, :]).report(0)
 
     def check_batch(self, injection_kw: Any) -> GridBatch:
         """Check B injection vectors at once: ``injection_kw`` float[B, N] (kW, positive = export).
@@ -245,18 +250,7 @@ class GridModel:
         Raises:
             GridError: wrong shape or non-finite entries (named ``injection_kw``).
         """
-        inj = np.asarray(injection_kw, dtype=np.float64) if isinstance(injection_kw, np.ndarray) else None
-        if inj is None or inj.ndim != 2:
-            try:
-                inj = np.asarray(injection_kw, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise GridError(
-                    f"injection_kw: expected float[B, {self.n_agents}], got {injection_kw!r:.60}"
-                ) from exc
-        if inj.ndim != 2 or inj.shape[1] != self.n_agents:
-            raise GridError(f"injection_kw: expected shape (B, {self.n_agents}), got {inj.shape}")
-        if not np.all(np.isfinite(inj)):
-            raise GridError("injection_kw: contains NaN or infinite values; all entries must be finite")
+        inj = self._validate(injection_kw, batched=True)
         return self._check_rows(inj)
 
     def _check_rows(self, inj: np.ndarray) -> GridBatch:
@@ -268,21 +262,19 @@ class GridModel:
             trafo = np.sqrt(self._lin_t0 + (inj @ self._lin_st.T) ** 2)
             vm = self._lin_v0 + inj @ self._lin_sv.T
             return self._batch(np.ones(len(inj), dtype=bool), line, trafo, vm, (None,) * len(inj))
-        rows = [self._check_ac(row) for row in inj]
-        nan = float("nan")
-        ok = np.array([not isinstance(r, str) for r in rows], dtype=bool)
-        line = np.array([r[0] if not isinstance(r, str) else np.full(self.n_lines, nan) for r in rows])
-        trafo = np.array([r[1] if not isinstance(r, str) else np.full(self.n_trafos, nan) for r in rows])
-        vm = np.array([r[2] if not isinstance(r, str) else np.full(self.n_buses, nan) for r in rows])
-        errors = tuple(r if isinstance(r, str) else None for r in rows)
-        shape = (len(inj),)
-        return self._batch(
-            ok,
-            line.reshape(*shape, self.n_lines),
-            trafo.reshape(*shape, self.n_trafos),
-            vm.reshape(*shape, self.n_buses),
-            errors,
-        )
+        b = len(inj)
+        line = np.full((b, self.n_lines), np.nan)
+        trafo = np.full((b, self.n_trafos), np.nan)
+        vm = np.full((b, self.n_buses), np.nan)
+        errors: list[str | None] = [None] * b
+        for i, row in enumerate(inj):
+            res = self._check_ac(row)
+            if isinstance(res, str):
+                errors[i] = res
+            else:
+                line[i], trafo[i], vm[i] = res
+        ok = np.array([e is None for e in errors], dtype=bool)
+        return self._batch(ok, line, trafo, vm, tuple(errors))
 
     def _batch(
         self, ok: np.ndarray, line: np.ndarray, trafo: np.ndarray, vm: np.ndarray, errors: tuple
@@ -290,15 +282,15 @@ class GridModel:
         return GridBatch(ok, line, trafo, vm, errors, self.loading_limit_pct, self.v_min_pu, self.v_max_pu)
 
     # ----------------------------------------------------------------------------------------- internals
-    def _validate(self, injection_kw: Any) -> np.ndarray:
+    def _validate(self, injection_kw: Any, batched: bool = False) -> np.ndarray:
+        """float64[N] (float64[B, N] with ``batched``) of finite injections, or a GridError naming the field."""
+        want = f"(B, {self.n_agents})" if batched else f"({self.n_agents},)"
         try:
             inj = np.asarray(injection_kw, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise GridError(
-                f"injection_kw: expected float[{self.n_agents}], got {injection_kw!r:.60}"
-            ) from exc
-        if inj.shape != (self.n_agents,):
-            raise GridError(f"injection_kw: expected shape ({self.n_agents},), got {inj.shape}")
+            raise GridError(f"injection_kw: expected float{want}, got {injection_kw!r:.60}") from exc
+        if inj.ndim != (2 if batched else 1) or inj.shape[-1] != self.n_agents:
+            raise GridError(f"injection_kw: expected shape {want}, got {inj.shape}")
         if not np.all(np.isfinite(inj)):
             raise GridError("injection_kw: contains NaN or infinite values; all entries must be finite")
         return inj
