@@ -13,7 +13,7 @@ __all__ = ["AdaptiveMarkup", "BestResponse", "Markup", "RandomPolicy", "Truthful
 
 class Truthful(BiddingRule):
     """Bids its true marginal value: a buyer bids the retail price, a seller asks the feed-in price (its outside
-    option, DOMAIN §1), whole position, battery idle, every peer accepted (= :func:`p2p_gym.wrappers.truthful_action`).
+    option), whole position, battery idle, every peer accepted (= :func:`p2p_gym.wrappers.truthful_action`).
 
     On the market library, :meth:`quote` returns the limit price itself.
     """
@@ -50,7 +50,7 @@ class Markup(BiddingRule):
     """Fixed shading: a seller asks ``cost + m · range``, a buyer bids ``value − m · range``.
 
     In the environment ``range = retail − feed_in``, cost = feed-in and value = retail, so the normalised price
-    is ``m`` for a seller and ``1 − m`` for a buyer. The DOMAIN §6 markup ``(quoted − true)/true`` of this
+    is ``m`` for a seller and ``1 − m`` for a buyer. The markup ``(quoted − true)/true`` of this
     agent is therefore ``m · range / feed_in`` (seller) and ``−m · range / retail`` (buyer).
 
     Knows: only its own observation (tariffs and its side). Whole position offered, battery idle.

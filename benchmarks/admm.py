@@ -1,4 +1,4 @@
-"""Benchmark of the ADMM P2P market against the centralised cvxpy solve (issue 4).
+"""Benchmark of the ADMM P2P market against the centralised cvxpy solve.
 
 * ``ieee39`` (pandapower case39, 10 generators + 21 loads, fully connected), primal/dual tolerance 1e-5: ADMM
   time and iterations against the seed's 59 s (000: sequential MATLAB/quadprog, one laptop core) and against
@@ -25,7 +25,7 @@ import numpy as np
 from p2p_gym.optim import P2PProblem, ieee39_problem, random_market, solve_admm, solve_centralized
 from p2p_gym.optim import centralized as _centralized_mod
 
-SEED_SECONDS = 59.0  # 000_*.txt: 39-bus, 46 branches, tolerances 1e-5, sequential MATLAB
+SEED_SECONDS = 59.0  # Chernova's thesis: 39-bus, 46 branches, tolerances 1e-5, sequential MATLAB
 
 
 def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:

@@ -65,9 +65,13 @@ def measure(tree: str, seconds: float) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--before", required=True, help="source tree of the earlier version")
-    parser.add_argument("--after", default=str(Path(__file__).resolve().parents[1]), help="default: this tree")
+    parser.add_argument(
+        "--after", default=str(Path(__file__).resolve().parents[1]), help="default: this tree"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Benchmark of p2p_gym.market clearing: median wall time of repeated runs, printed as a table.
 
-Targets (issue 3): uniform 1,000 orders ≤ 1 ms, 100,000 ≤ 100 ms; CDA 10,000 orders ≤ 100 ms;
+Targets: uniform 1,000 orders ≤ 1 ms, 100,000 ≤ 100 ms; CDA 10,000 orders ≤ 100 ms;
 bilateral with 100 agents ≤ 10 ms.
 
 Run: ``python benchmarks/clearing.py [--repeat 21]``.

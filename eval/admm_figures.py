@@ -1,12 +1,14 @@
-"""Figures and tables of the ADMM P2P market (001 §4–5; issue 4).
+"""Figures and tables of the ADMM P2P market (Le Goff Latimier & Ben Ahmed 2023, §4–5).
 
-* ``admm_rho.png``: iterations vs ρ for a 10-agent fully connected market (001 Fig. 4);
+* ``admm_rho.png``: iterations vs ρ for a 10-agent fully connected market (Le Goff Latimier & Ben Ahmed 2023, Fig. 4);
 * ``admm_stopping.png``: messages vs final market imbalance |Σ_nm p_nm|, global vs per-trade stopping, 25
-  agents × ``--draws`` random markets (001 Fig. 5; the seed reports ~10× fewer messages);
-* ``admm_sparsity.png``: welfare and mean price vs share of links removed at random (001 Fig. 6);
+  agents × ``--draws`` random markets (Le Goff Latimier & Ben Ahmed 2023, Fig. 5; the paper reports ~10×
+  fewer messages);
+* ``admm_sparsity.png``: welfare and mean price vs share of links removed at random (Le Goff Latimier & Ben
+  Ahmed 2023, Fig. 6);
 * ``admm_warm_start.png``: iterations per step over a day of 96 consecutive steps, cold vs warm start;
 * ``admm_async.png``: simulated time to converge vs message-loss probability σ, synchronous (δ = 1) vs
-  asynchronous (δ < 1) (001 Fig. 8).
+  asynchronous (δ < 1) (Le Goff Latimier & Ben Ahmed 2023, Fig. 8).
 
 Run: ``python -m eval.admm_figures --out docs/figures [--draws 1000] [--seed 0]`` (a few minutes).
 Every random draw comes from one ``numpy.random.Generator`` seeded by ``--seed``.
@@ -28,7 +30,7 @@ from p2p_gym.optim import AsyncConfig, P2PProblem, random_market, solve_admm, so
 
 
 def fig_rho(out: Path, rng: np.random.Generator, n_markets: int = 10) -> None:
-    """Iterations vs ρ, 10 agents, fully connected (001 Fig. 4)."""
+    """Iterations vs ρ, 10 agents, fully connected (Le Goff Latimier & Ben Ahmed 2023, Fig. 4)."""
     rhos = np.logspace(-1.5, 2.5, 17)
     its = np.array(
         [
@@ -56,7 +58,7 @@ def fig_rho(out: Path, rng: np.random.Generator, n_markets: int = 10) -> None:
 
 
 def fig_stopping(out: Path, rng: np.random.Generator, draws: int, rho: float) -> None:
-    """Messages vs imbalance, global vs per-trade stopping, 25 agents (001 Fig. 5)."""
+    """Messages vs imbalance, global vs per-trade stopping, 25 agents (Le Goff Latimier & Ben Ahmed 2023, Fig. 5)."""
     res = {"global": [], "per_trade": []}
     for _ in range(draws):
         pb = random_market(25, rng)
@@ -85,10 +87,11 @@ def fig_stopping(out: Path, rng: np.random.Generator, draws: int, rho: float) ->
 
 
 def fig_sparsity(out: Path, rng: np.random.Generator, n: int = 25, mc: int = 20, fee: float = 0.2) -> None:
-    """Welfare and mean price vs share of links removed at random (001 Fig. 6).
+    """Welfare and mean price vs share of links removed at random (Le Goff Latimier & Ben Ahmed 2023, Fig. 6).
 
     Without trade costs, agents relay trades (buy from one peer, resell to another), so welfare holds until the
-    graph disconnects; with a uniform fee γ per unit traded (001 eq. 12) every relay costs, and welfare falls
+    graph disconnects; with a uniform fee γ per unit traded (Le Goff Latimier & Ben Ahmed 2023, eq. 12)
+    every relay costs, and welfare falls
     with sparsity. Both are shown.
     """
     shares = np.linspace(0.0, 0.95, 11)
@@ -136,7 +139,8 @@ def fig_sparsity(out: Path, rng: np.random.Generator, n: int = 25, mc: int = 20,
 
 
 def fig_warm_start(out: Path, rng: np.random.Generator, n: int = 20, steps: int = 96) -> None:
-    """Iterations per step over a day, cold vs warm start from the previous step (001 §5.1)."""
+    """Iterations per step over a day, cold vs warm start from the previous step (Le Goff Latimier & Ben
+    Ahmed 2023, §5.1)."""
     hours = np.arange(steps) * 24 / steps
     pv = np.clip(np.sin(np.pi * (hours - 6) / 12), 0, None)  # PV shape
     demand = 1 + 0.5 * np.sin(np.pi * (hours - 14) / 12) ** 2
@@ -174,7 +178,8 @@ def fig_warm_start(out: Path, rng: np.random.Generator, n: int = 20, steps: int 
 
 
 def fig_async(out: Path, rng: np.random.Generator, n: int = 10, draws: int = 5) -> None:
-    """Simulated time to converge vs message loss, synchronous vs asynchronous (001 Fig. 8)."""
+    """Simulated time to converge vs message loss, synchronous vs asynchronous (Le Goff Latimier & Ben
+    Ahmed 2023, Fig. 8)."""
     losses = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
     deltas = (1.0, 0.75, 0.5)
     markets = [random_market(n, rng) for _ in range(draws)]

@@ -1,7 +1,7 @@
 """``p2p-gym bench``: named benchmark tasks, reference scores and a normalised score for RL libraries.
 
 **Score.** ``R`` = the community's gains from trade per episode (currency): Σ over the episode's steps of
-welfare − welfare without trading (DOMAIN.md §6), with every agent playing the evaluated policy, averaged over
+welfare − welfare without trading, with every agent playing the evaluated policy, averaged over
 the task's evaluation seeds (seed ``s`` fixes the day, so all policies are scored on the same days). Reference
 scores per task: ``random`` (uniform random actions), ``zi-c``, ``truthful`` and ``optimum`` (the optimal gains
 of the same step instances, computed by the env with ``compute_optimum=True`` in the ``truthful`` episodes). The

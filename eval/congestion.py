@@ -1,12 +1,13 @@
-"""Reproduction of the congestion study of 003 §5 (Scenarios 1–3, KPIs of Table 7) on our feeder.
+"""Reproduction of the congestion study of EUniversal D5.3 (2022), §5 (Scenarios 1–3, KPIs of Table 7) on our feeder.
 
 ``python -m eval.congestion --out docs/figures`` runs ``default_high_pv`` (32 households on the SimBench
 semi-urban LV feeder) with its PV capacity concentrated on half of the households (:data:`OVERRIDES`; with PV on
 every roof nobody buys at midday and no trade touches a loaded line) over the sunny days 144–146 of 2016 (the
-linear model loads feeder cables up to 127 % there) with the bilateral market (003 studies bilateral P2P) and
+linear model loads feeder cables up to 127 % there) with the bilateral market (EUniversal D5.3 (2022)
+studies bilateral P2P) and
 ZI-C traders, in five settings:
 
-* **no P2P** (003 Scenario 0): nobody places an order; everybody trades with the grid at the tariff.
+* **no P2P** (EUniversal D5.3 (2022), Scenario 0): nobody places an order; everybody trades with the grid at the tariff.
 * **unchecked P2P** (Scenario 1): ``grid_policy="report"``.
 * **blocking at 80 %** (Scenario 2): ``grid_policy="block"``, ``block_threshold_pct=80``: the DSO drops every trade
   whose attributed flow raises the loading of a line already at ≥ 80 %.
@@ -17,16 +18,18 @@ ZI-C traders, in five settings:
 * **redirection W = 0.2, distance**: the env's ``preference="distance"`` with ``preference_per_km`` chosen so the
   longest path between two agents costs W · spread (favours electrically close peers everywhere).
 
-KPIs (003 Table 7, computed per step before any flexibility market and summed over steps): congested lines
+KPIs (EUniversal D5.3 (2022), Table 7, computed per step before any flexibility market and summed over
+steps): congested lines
 (distinct lines above 100 % at least once, and line-steps above 100 %), overflow sum (Σ of loading − 100 % over
 congested line-steps, % points), overflow average weighted by line capacity, max loading, P2P volume, volume
 blocked by the DSO, and the *P2P flow on at-risk lines*: Σ over steps and lines at ≥ 80 % of the loading that the
-trades' attributed flows add in the direction of the physical flow (003's path accounting,
+trades' attributed flows add in the direction of the physical flow (EUniversal D5.3 (2022)'s path accounting,
 :class:`p2p_gym.grid.FlowAttribution`).
 
 Note on the physics: in p2p_gym, trades settle money between fixed physical positions (PV − load, batteries
 aside; ``default_high_pv`` has none), so the physical loading is the same in all settings and the DSO rules act on
-the trades' *attributed* flows, as in 003's path-based trade assessment. The physical KPIs are reported to make
+the trades' *attributed* flows, as in EUniversal D5.3 (2022)'s path-based trade assessment. The physical
+KPIs are reported to make
 that visible; the trade-level KPIs show what blocking and redirection change.
 """
 
@@ -254,7 +257,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_title(title, fontsize=10)
     fig.suptitle(
-        "Congestion study (003 §5): default_high_pv, PV on half the roofs, days 144–146, bilateral, ZI-C"
+        "Congestion study (EUniversal D5.3 (2022), §5): default_high_pv, PV on half the roofs, "
+        "days 144–146, bilateral, ZI-C"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

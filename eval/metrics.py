@@ -1,4 +1,4 @@
-"""Metric functions (definitions of DOMAIN.md §6), pure numpy.
+"""Metric functions (definitions in docs/eval.md), pure numpy.
 
 All functions take plain arrays and return floats, so they can be checked against hand-computed values.
 """

@@ -369,7 +369,7 @@ def render_html(result: dict[str, Any], hourly: list[dict[str, Any]]) -> str:
         + _table(result["strategic"], STRATEGIC_COLUMNS)
         + "<h2>Figures</h2>"
         + "".join(figs)
-        + "<p style='font-size:12px;color:#777'>Definitions: DOMAIN.md §6; docs/eval.md.</p></body></html>"
+        + "<p style='font-size:12px;color:#777'>Definitions: docs/eval.md.</p></body></html>"
     )
 
 

@@ -1,4 +1,4 @@
-"""Strategic behaviour: markups, exploitability, price of anarchy and a market-power signal (DOMAIN.md §6).
+"""Strategic behaviour: markups, exploitability, price of anarchy and a market-power signal.
 
 * **Markup** of an order: ``(quoted − true marginal value) / true value`` (:func:`eval.metrics.markup`), where the
   true value of a buyer is the retail price (what the kWh is worth to it: the grid alternative) and of a seller
@@ -262,7 +262,7 @@ def exploitability(
     start_day: int | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
 ) -> Exploitability:
-    """Gain of the best unilateral deviation from ``population`` under ``mechanism`` (DOMAIN.md §6).
+    """Gain of the best unilateral deviation from ``population`` under ``mechanism``.
 
     Every run uses the same seed and start day, so the deviator's gain is measured on the same days and the
     others draw the same random numbers up to the point where the deviation changes the market.

@@ -1,6 +1,6 @@
 """Continuous double auction (CDA) with an incremental limit-order book.
 
-Rules (DOMAIN.md §4; 002_*.txt §4.2 describes CDA-based P2P trading):
+Rules (Suthar, Cherukuri & Pindoriya 2023, §4.2, describes CDA-based P2P trading):
 
 * Orders arrive one at a time. An incoming bid trades against the standing asks whose price is ≤ its own,
   best (lowest) ask first; an incoming ask against standing bids priced ≥ its own, best (highest) first.

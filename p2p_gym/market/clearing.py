@@ -1,7 +1,8 @@
 """Market clearing: uniform-price and pay-as-bid call markets, the continuous double auction, and bilateral
 P2P matching with partner choice and preferences.
 
-Mechanisms (DOMAIN.md §4; 002_*.txt §4.2 for the double auctions, 003_*.txt for the cost-preference matrix):
+Mechanisms (Suthar, Cherukuri & Pindoriya 2023, §4.2 for the double auctions; EUniversal D5.3 (2022) for
+the cost-preference matrix):
 
 ``"uniform"``
     Call market with one price. Bids are sorted by price descending, asks ascending (ties: agent, then
@@ -26,7 +27,8 @@ Mechanisms (DOMAIN.md §4; 002_*.txt §4.2 for the double auctions, 003_*.txt fo
     surplus ``Σ (bid_i − ask_j − β[b, s] − β[s, b]) · x_ij`` subject to ``Σ_j x_ij ≤ q_i`` and
     ``Σ_i x_ij ≤ q_j`` (a transportation LP, solved exactly by HiGHS' primal simplex); only pairs with
     strictly positive net surplus trade. β (``preference``) is a non-monetary cost per kWh that each side
-    attaches to trading with the other (distance, CO₂, a DSO incentive as 003 Scenario 3); it changes who
+    attaches to trading with the other (distance, CO₂, a DSO incentive as EUniversal D5.3 (2022), Scenario
+    3); it changes who
     matches but is not paid to anyone. Each trade is priced by the pair's k-price ``k·bid + (1 − k)·ask``.
 
 Self-trades never happen. In the call markets a walk segment that pairs an agent with itself swaps partners

@@ -1,5 +1,5 @@
 """Community pricing rules without bids (Zhou, Wu & Long 2018, "Evaluation of peer-to-peer energy sharing
-mechanisms based on a multiagent simulation framework", Applied Energy 222:993–1022; DOMAIN.md §4).
+mechanisms based on a multiagent simulation framework", Applied Energy 222:993–1022).
 
 Every rule maps the community's total supply S (kWh offered by sellers), total demand D (kWh wanted by
 buyers), the retail price π_r and the feed-in price π_f to an internal **buy price** (per kWh a buyer pays,

@@ -1,6 +1,6 @@
 """Settlement: from P2P trades and each agent's physical net energy to each agent's bill.
 
-Per agent n (DOMAIN.md §1 signs: positive = export):
+Per agent n (sign convention: positive = export):
 
 * P2P: ``p2p_sold_kwh − p2p_bought_kwh`` is its net P2P sale, paid at the trade prices.
 * Residual ``r_n = net_kwh_n − (sold_n − bought_n)``: if r_n > 0 the agent exports r_n to the grid at the
@@ -174,8 +174,10 @@ def settle_positions(
     grid_export = np.maximum(residual, 0.0)
     import_cost = grid_import * retail_price
     export_revenue = grid_export * feed_in_price
-    fees_arr = fees if isinstance(fees, np.ndarray) and fees.shape == np.shape(net_kwh) else np.broadcast_to(
-        np.asarray(fees, dtype=np.float64), np.shape(net_kwh)
+    fees_arr = (
+        fees
+        if isinstance(fees, np.ndarray) and fees.shape == np.shape(net_kwh)
+        else np.broadcast_to(np.asarray(fees, dtype=np.float64), np.shape(net_kwh))
     )
     bill = paid - received + import_cost - export_revenue + fees_arr
     return Settlement(

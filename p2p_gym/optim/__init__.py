@@ -1,11 +1,12 @@
 """Optimisation baselines: the centralised P2P optimum (cvxpy) and the decentralised ADMM P2P market.
 
 * :class:`P2PProblem` (validated instance) → :func:`solve_centralized` (cvxpy, Clarabel) or :func:`solve_admm`
-  (decentralised ADMM of 001 §4–6) → :class:`P2PSolution`;
+  (decentralised ADMM of Le Goff Latimier & Ben Ahmed 2023, §4–6) → :class:`P2PSolution`;
 * :func:`step_optimum`: the welfare optimum of one scenario step given the agents' positions;
 * builders: :func:`from_positions` (one environment step with the grid supplier as peers),
-  :func:`from_scenario_step`, :func:`ieee39_problem` (the 39-bus market of 000);
-* exogenous network fees γ (001 eq. 12): :func:`uniform_fees`, :func:`distance_fees`, :func:`zonal_fees`.
+  :func:`from_scenario_step`, :func:`ieee39_problem` (the 39-bus market of Chernova's thesis);
+* exogenous network fees γ (Le Goff Latimier & Ben Ahmed 2023, eq. 12): :func:`uniform_fees`,
+  :func:`distance_fees`, :func:`zonal_fees`.
 
 Pure numpy/cvxpy: pandapower is imported lazily by :func:`ieee39_problem` / :func:`ptdf_from_net` only.
 """

@@ -1,21 +1,25 @@
-"""Decentralised P2P market by ADMM (001 §4 eq. 5–7, §5.1, §5.3, §6.2; DOMAIN §3).
+"""Decentralised P2P market by ADMM (Le Goff Latimier & Ben Ahmed 2023, §4 eq. 5–7, §5.1, §5.3, §6.2).
 
 Derivation (consensus ADMM, Boyd et al. 2011 §7). Each agent owns its trades p_nm; a copy z_nm must lie in
 the reciprocity set {z_nm = −z_mn}. With the multiplier λ_nm of p_nm = z_nm and penalty ρ:
 
 * local step: p_n^{k+1} = argmin f_n(Σ_m p_nm) + Σ_m λ_nm·(p_nm − z_nm) + ρ/2·(p_nm − z_nm)², which is
-  001 eq. (5a) since the projection gives z_nm^k = (p_nm^k − p_mn^k)/2;
-* dual step: λ_nm += ρ·(p_nm − z_nm) = **ρ/2**·(p_nm + p_mn). 001 eq. (5b) prints ρ; for this local step the
+  Le Goff Latimier & Ben Ahmed 2023, eq. (5a) since the projection gives z_nm^k = (p_nm^k − p_mn^k)/2;
+* dual step: λ_nm += ρ·(p_nm − z_nm) = **ρ/2**·(p_nm + p_mn). Le Goff Latimier & Ben Ahmed 2023, eq. (5b)
+  prints ρ; for this local step the
   consensus derivation gives ρ/2, which is what we use (λ_nm = λ_mn is preserved, and the bilateral price is
   π_nm = −λ_nm).
 
-The local step is solved exactly for all agents at once (:mod:`p2p_gym.optim.local`). Stopping (001 eq. 6–7):
+The local step is solved exactly for all agents at once (:mod:`p2p_gym.optim.local`). Stopping (Le Goff
+Latimier & Ben Ahmed 2023, eq. 6–7):
 Σ_n r_n ≤ ε_pri² and Σ_n s_n ≤ ε_dual² with r_n = Σ_m (p_nm + p_mn)², s_n = Σ_m (p_nm^{k+1} − p_nm^k)².
-``stopping="per_trade"`` (001 §5.1) settles a trade, and stops messaging about it, once its own dual residue
+``stopping="per_trade"`` (Le Goff Latimier & Ben Ahmed 2023, §5.1) settles a trade, and stops messaging
+about it, once its own dual residue
 (the change of p_nm and of p_mn in one iteration) is below ``eps_trade``; the settled trade is set to the
 reciprocal value (p_nm − p_mn)/2, so settling leaves no imbalance.
 
-Line limits (endogenous approach, 001 §6.2): the system operator is one more peer. It holds the line flows
+Line limits (endogenous approach, Le Goff Latimier & Ben Ahmed 2023, §6.2): the system operator is one more
+peer. It holds the line flows
 φ with |φ| ≤ F and the coupling H·s = φ (H = PTDF columns at the agents' buses) with multiplier ρ_l·w
 (the line prices). The coupling term is linearised in the agents' step (linearised ADMM) with a proximal term
 c/2·(s_n − s_n^k)², c ≥ ρ_l·‖H‖², so each agent only receives a nodal price signal ρ_l·(Hᵀ(H s^k − φ^k +
@@ -42,7 +46,8 @@ __all__ = ["AsyncConfig", "auto_rho", "solve_admm"]
 
 @dataclass(frozen=True)
 class AsyncConfig:
-    """Asynchronous ADMM (001 §5.3, Fig. 7–8): agents update after a fraction δ of their peers' messages.
+    """Asynchronous ADMM (Le Goff Latimier & Ben Ahmed 2023, §5.3, Fig. 7–8): agents update after a
+    fraction δ of their peers' messages.
 
     Time is simulated in abstract units: each local update takes ``compute_time``; each message takes an
     exponential delay of mean ``mean_delay``; with probability ``loss`` an attempt is lost and the message is
@@ -157,17 +162,20 @@ def solve_admm(
 
     Args:
         problem: the instance.
-        rho: ADMM penalty ρ > 0 (currency/unit²): strongly affects the iteration count (001 Fig. 4);
+        rho: ADMM penalty ρ > 0 (currency/unit²): strongly affects the iteration count (Le Goff Latimier &
+        Ben Ahmed 2023, Fig. 4);
             "auto" uses :func:`auto_rho`.
         eps_primal: global primal tolerance ε_pri (stop when Σ_n r_n ≤ ε_pri²); absolute, in the problem's units.
         eps_dual: global dual tolerance ε_dual (stop when Σ_n s_n ≤ ε_dual²).
         max_iter: iteration cap (status "max_iter" when reached; the result is then not optimal).
         warm_start: a previous solution (e.g. of the preceding time step) to start from: its trades and
-            bilateral prices initialise p and λ (001 §5.1).
-        stopping: "global" (001 eq. 6) or "per_trade" (001 §5.1: a trade whose dual residue, the change of
+            bilateral prices initialise p and λ (Le Goff Latimier & Ben Ahmed 2023, §5.1).
+        stopping: "global" (Le Goff Latimier & Ben Ahmed 2023, eq. 6) or "per_trade" (Le Goff Latimier &
+        Ben Ahmed 2023, §5.1: a trade whose dual residue, the change of
             p_nm and of p_mn in one iteration, stays below ``eps_trade`` for ``settle_patience`` iterations is
             settled at its reciprocal value; no further messages about it).
-        asynchronous: an :class:`AsyncConfig` to simulate the asynchronous algorithm (001 §5.3), else None.
+        asynchronous: an :class:`AsyncConfig` to simulate the asynchronous algorithm (Le Goff Latimier &
+        Ben Ahmed 2023, §5.3), else None.
         rng: random generator for the asynchronous simulation's delays and losses (required with
             ``asynchronous``).
         alpha: trade regulariser α (must match the centralised solve to compare trades; None for the same
@@ -303,7 +311,8 @@ def _run_sync(
             status = "converged"
             break
         if per_trade:
-            # 001 §5.1: a trade settles once its own dual residue (the change of p_nm and of p_mn between
+            # Le Goff Latimier & Ben Ahmed 2023, §5.1: a trade settles once its own dual residue (the
+            # change of p_nm and of p_mn between
             # iterations) is below the tolerance; settling projects it onto reciprocity, so no gap is left.
             quiet = active & (np.abs(dp) <= eps_trade) & (np.abs(dp[rev]) <= eps_trade)
             calm = np.where(quiet, calm + 1, 0)

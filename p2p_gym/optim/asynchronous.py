@@ -1,4 +1,5 @@
-"""Asynchronous P2P ADMM (001 §5.3, Fig. 7–8) as a time-stepped simulation, vectorised over edges.
+"""Asynchronous P2P ADMM (Le Goff Latimier & Ben Ahmed 2023, §5.3, Fig. 7–8) as a time-stepped simulation,
+vectorised over edges.
 
 Each agent n keeps its own trades p_nm, its copy of λ_nm and the last value of p_mn it received. It updates
 as soon as new messages from at least ⌈δ·M_n⌉ of its M_n peers have arrived (and its previous update is

@@ -97,7 +97,8 @@ def from_positions(
 
 
 def random_market(n: int, rng: np.random.Generator) -> P2PProblem:
-    """A random fully connected market of the ADMM benchmarks and figures (the setting of 001 §5).
+    """A random fully connected market of the ADMM benchmarks and figures (the setting of Le Goff Latimier
+    & Ben Ahmed 2023, §5).
 
     Agents 0..⌊n/2⌋−1 are producers (marginal cost b + a·p, b ~ U[1, 4], 0 ≤ p ≤ cap), the rest consumers
     (marginal value b − a·q, b ~ U[5, 9], −cap ≤ p ≤ 0); a ~ U[0.5, 2], cap ~ U[1, 5] (units and currency

@@ -1,7 +1,8 @@
 """Centralised P2P optimum with cvxpy (DPP: one compilation per problem structure).
 
 The variables are the directed trades p_e of the peer graph; reciprocity p_nm + p_mn = 0 is one equality per
-pair, whose dual is the bilateral price. A tiny α·Σ p_e² makes the trades unique (001 §4, DOMAIN §2); the
+pair, whose dual is the bilateral price. A tiny α·Σ p_e² makes the trades unique (Le Goff Latimier & Ben
+Ahmed 2023, §4); the
 reported cost excludes it.
 """
 
@@ -198,7 +199,8 @@ def solve_centralized(
 
 
 def solve_pool(problem: P2PProblem, solver: str | None = None) -> tuple[np.ndarray, float, float]:
-    """Pool market (001 eq. 1): min Σ f_n(p_n) s.t. Σ p_n = 0 and the agents' bounds; ignores the peer graph.
+    """Pool market (Le Goff Latimier & Ben Ahmed 2023, eq. 1): min Σ f_n(p_n) s.t. Σ p_n = 0 and the
+    agents' bounds; ignores the peer graph.
 
     Returns:
         (power float[N], cost, pool price) where the price is the dual of the balance (marginal cost).

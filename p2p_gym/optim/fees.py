@@ -1,6 +1,7 @@
-"""Exogenous network fees γ_nm (001 eq. 12, §6.2) as preference matrices.
+"""Exogenous network fees γ_nm (Le Goff Latimier & Ben Ahmed 2023, eq. 12, §6.2) as preference matrices.
 
-001 writes the fee as γ_nm·p_nm; with γ_nm = γ_mn that term cancels under reciprocity (p_mn = −p_nm), so
+Le Goff Latimier & Ben Ahmed 2023 write the fee as γ_nm·p_nm; with γ_nm = γ_mn that term cancels under
+reciprocity (p_mn = −p_nm), so
 the fee must be charged on the traded amount. We charge γ_nm per unit of |p_nm| per pair, split equally
 between the two sides: each side carries β_nm = γ_nm/2 on |p_nm|, so a trade of q units pays γ_nm·q in total.
 Add the returned matrix to any other preference.

@@ -1,4 +1,4 @@
-"""The P2P market problem (DOMAIN §2; 001 eq. 3 and 12) and its solution type.
+"""The P2P market problem (Le Goff Latimier & Ben Ahmed 2023, eq. 3 and 12) and its solution type.
 
 The problem is
 
@@ -85,7 +85,7 @@ class P2PProblem:
         p_max: float[N] ≥ p_min, upper bound on the net injection.
         adjacency: bool[N, N] | None, symmetric peer graph without self-loops; None = fully connected.
         preference: float[N, N] ≥ 0 | None, β_nm: cost per unit of |p_nm| borne by n (preferences,
-            product differentiation, network fees γ_nm of 001 eq. 12).
+            product differentiation, network fees γ_nm of Le Goff Latimier & Ben Ahmed 2023, eq. 12).
         trade_max: float[N, N] ≥ 0 | None, T_nm: the most n may sell to m (p_nm ≤ T_nm, p_nm ≥ −T_mn);
             +inf allowed; None = unlimited.
         bus: int[N] | None, column of ``ptdf`` at which each agent is connected.

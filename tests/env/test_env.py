@@ -227,7 +227,8 @@ def _midday_truthful_step(env: P2PMarketEnv, extra: dict | None = None) -> tuple
 
 @pytest.mark.parametrize("grid", ["none", "linear"])
 def test_network_fee_by_hand(grid: str) -> None:
-    """grid_policy="fee": each trade pays fee_per_kwh_km × path length × kWh, half by each side (001 eq. 12).
+    """grid_policy="fee": each trade pays fee_per_kwh_km × path length × kWh, half by each side (Le Goff
+    Latimier & Ben Ahmed 2023, eq. 12).
 
     tiny is a chain of 0.1 km cables with agent i at bus i + 2, so agents i and j are 0.1·|i − j| km apart.
     The same step with and without the fee must differ by exactly the fees, which go to the fee collector.
@@ -346,7 +347,7 @@ def _pool_oracle(sc, t: int, dt: float) -> float:  # type: ignore[no-untyped-def
 
 
 def test_ieee39_optimum_matches_pool_oracle() -> None:
-    """With generators the env solves the P2P QP; it equals the pool optimum (DOMAIN §2) under the env's rule
+    """With generators the env solves the P2P QP; it equals the pool optimum under the env's rule
     that generators sell only to peers."""
     sc = cached_scenario("ieee39")
     env = parallel_env(sc, grid="none", episode_steps=3, compute_optimum=True)

@@ -66,7 +66,7 @@ def test_outputs_exist_and_are_consistent(tiny_report: Path) -> None:
         assert 0.0 <= row["efficiency"] <= 1.0 + 1e-9
         assert row["poa"] >= 1.0 - 1e-9
     truthful = {r["mechanism"]: r for r in data["summary"] if r["policy"] == "truthful"}
-    # truthful bids cross at every step: the auctions realise all gains from trade (DOMAIN.md §4)
+    # truthful bids cross at every step: the auctions realise all gains from trade (docs/eval.md)
     assert truthful["uniform"]["efficiency"] == pytest.approx(1.0)
     # truthful re-clearing of truthful books: no market-power signal
     s = {(r["policy"], r["mechanism"]): r for r in data["strategic"]}

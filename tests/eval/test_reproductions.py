@@ -1,4 +1,4 @@
-"""The reproductions: congestion study (003 §5) and mechanism comparison, on small budgets."""
+"""The reproductions: congestion study (EUniversal D5.3 (2022), §5) and mechanism comparison, on small budgets."""
 
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ def test_bilateral_optimal_and_respects_partners(case, k: float) -> None:  # typ
 @settings(max_examples=300, deadline=None)
 @given(book=books(max_orders=16, n_agents=6, disjoint=True))
 def test_bilateral_full_partners_equals_pool_optimum(book: Orders) -> None:
-    """Full connectivity and no preference: the P2P optimum equals the pool optimum (DOMAIN.md §2), whose
+    """Full connectivity and no preference: the P2P optimum equals the pool optimum (docs/eval.md), whose
     surplus the uniform call market's allocation also reaches when no agent is on both sides."""
     ones = np.ones((6, 6), bool)
     res = clear(book, "bilateral", partners=ones, n_agents=6)

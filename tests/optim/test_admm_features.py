@@ -49,7 +49,9 @@ def test_per_trade_stopping_saves_messages() -> None:
         assert t.cost == pytest.approx(c.cost, rel=1e-4)  # as close to cvxpy as the global criterion
         assert t.reciprocity_residual <= 1e-5
         saved.append(g.messages / t.messages)
-    assert np.mean(saved) > 1.8  # ≈ 2.3 on these 12-agent markets (001 §5.1 settles trade by trade)
+    assert (
+        np.mean(saved) > 1.8
+    )  # ≈ 2.3 on these 12-agent markets (Le Goff Latimier & Ben Ahmed 2023, §5.1 settles trade by trade)
 
 
 def test_warm_start_cuts_iterations() -> None:
@@ -102,7 +104,8 @@ def test_asynchronous_converges_to_optimum_and_is_faster() -> None:
 
 
 def test_ieee39_line_limits_admm_matches_dc_opf() -> None:
-    """Endogenous approach (001 §6.2, Fig. 11–12): the operator peer prices flows; same optimum as the QP."""
+    """Endogenous approach (Le Goff Latimier & Ben Ahmed 2023, §6.2, Fig. 11–12): the operator peer prices
+    flows; same optimum as the QP."""
     pb = ieee39_problem(line_limits=True, rating_scale=0.6)
     c = solve_centralized(pb)
     d = solve_admm(pb, rho=0.3, rho_line=0.01)

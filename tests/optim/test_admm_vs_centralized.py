@@ -87,7 +87,8 @@ def test_full_connectivity_equals_pool() -> None:
 
 
 def test_three_agent_star_hand_checked() -> None:
-    """001 Fig. 7 graph: ω_i = {j, m}, ω_j = ω_m = {i}. Producer i (cost p + ½p²), consumers j and m with
+    """Le Goff Latimier & Ben Ahmed 2023, Fig. 7 graph: ω_i = {j, m}, ω_j = ω_m = {i}. Producer i (cost p +
+    ½p²), consumers j and m with
     marginal values 5 − q and 4 − q. Balance: π − 1 = (5 − π) + (4 − π) → π = 10/3, p_i = 7/3, q_j = 5/3,
     q_m = 2/3, cost = 91/18 − 125/18 − 44/18 = −13/3."""
     adj = np.array([[0, 1, 1], [1, 0, 0], [1, 0, 0]], dtype=bool)
