@@ -7,7 +7,7 @@ scores per task: ``random`` (uniform random actions), ``zi-c``, ``truthful`` and
 of the same step instances, computed by the env with ``compute_optimum=True`` in the ``truthful`` episodes). The
 tasks have no batteries, so the physical positions and hence the optimum do not depend on the policy.
 The normalised score is ``(R − R_random) / (R_optimum − R_random)``: 0 = random, 1 = the optimum, by
-construction (:func:`eval.metrics.normalised_score`).
+construction (:func:`p2p_gym.metrics.normalised_score`).
 
 **Training.** ``p2p-gym bench --algos ppo,a2c,sac --timesteps 2048`` trains each stable-baselines3 algorithm
 (parameter sharing, ``setting="shared"``, through :mod:`training`) and RLlib PPO (``--rllib``, when ray and
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval import metrics
+from p2p_gym import metrics
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class NoTrade:
 
 
 def run_setting(
-    env_kwargs: dict[str, Any],
+    options: dict[str, Any],
     policy: str,
     *,
     scenario: str,
@@ -80,20 +80,23 @@ def run_setting(
     seed: int,
     at_risk_pct: float = 80.0,
 ) -> dict[str, Any]:
-    """Play one setting and return its KPIs (sums over the episode) and the per-line max loading."""
-    from agents import act_all, make_policies
+    """Play one setting (``options``: the market options of the setting) and return its KPIs (sums over the
+    episode) and the per-line max loading."""
+    from agents import make_policies
     from p2p_gym.envs import parallel_env
     from p2p_gym.grid import FlowAttribution, GridModel
+    from p2p_gym.rollout import play
+    from p2p_gym.sim import MarketConfig
 
-    env = parallel_env(
-        scenario,
+    market = MarketConfig(
+        scenario=scenario,
         mechanism="bilateral",
         grid="linear",
         start_day=start_day,
         episode_steps=days * 96,
         scenario_overrides=dict(OVERRIDES),
-        **env_kwargs,
-    )
+    ).replace(**options)
+    env = parallel_env(config=market)
     sc = env.scenario
     lin = GridModel(sc, "linear")
     sens = lin.sensitivities["line_current_ka_per_kw"]
@@ -103,40 +106,38 @@ def run_setting(
         pols = {a: NoTrade(env.action_space(a).shape[0]) for a in env.possible_agents}
     else:
         pols = make_policies(policy, env)
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    congested_steps = 0
-    overflow_sum = 0.0
-    weighted_num = weighted_den = 0.0
+    kpi = dict.fromkeys(("congested_steps", "overflow_sum", "weighted_num", "weighted_den", "volume",
+                         "blocked", "harmful"), 0.0)  # fmt: skip
     ever = np.zeros(len(cap), dtype=bool)
     line_max = np.zeros(len(cap))
-    volume = blocked = harmful = 0.0
-    while env.agents:
-        obs, _, _, _, infos = env.step(act_all(pols, obs, rng))
-        for a, p in pols.items():
-            if hasattr(p, "observe_result"):
-                p.observe_result(infos[a])
+
+    def record(env: Any, _infos: Any, _rewards: Any) -> None:
+        nonlocal ever, line_max
         out = env.last_outcome
-        assert out is not None and out.report is not None
         loading = np.asarray(out.report.line_loading_pct, dtype=float)
         line_max = np.maximum(line_max, loading)
         over = loading > 100.0
         ever |= over
-        congested_steps += int(over.sum())
-        overflow_sum += float((loading[over] - 100.0).sum())
-        weighted_num += float(((loading[over] - 100.0) * cap[over]).sum())
-        weighted_den += float(cap[over].sum())
+        kpi["congested_steps"] += int(over.sum())
+        kpi["overflow_sum"] += float((loading[over] - 100.0).sum())
+        kpi["weighted_num"] += float(((loading[over] - 100.0) * cap[over]).sum())
+        kpi["weighted_den"] += float(cap[over].sum())
         tr = out.result.trades
-        volume += float(tr.quantity.sum())
-        blocked += out.blocked_kwh
+        kpi["volume"] += float(tr.quantity.sum())
+        kpi["blocked"] += out.blocked_kwh
         if len(tr.quantity):
             flow = sens @ out.injection_kw
             risk = loading >= at_risk_pct
             if risk.any():
                 a_pct = att.trade_loading_pct(tr.seller, tr.buyer, tr.quantity / env.dt)
                 aligned = a_pct[risk] * np.sign(flow[risk])[:, None]
-                harmful += float(np.clip(aligned.sum(axis=1), 0, None).sum())
+                kpi["harmful"] += float(np.clip(aligned.sum(axis=1), 0, None).sum())
+
+    play(env, pols, np.random.default_rng(seed), seed=seed, on_step=record)
     env.close()
+    congested_steps, overflow_sum = int(kpi["congested_steps"]), kpi["overflow_sum"]
+    weighted_num, weighted_den = kpi["weighted_num"], kpi["weighted_den"]
+    volume, blocked, harmful = kpi["volume"], kpi["blocked"], kpi["harmful"]
     return {
         "congested_lines": int(ever.sum()),
         "congested_line_steps": congested_steps,

@@ -5,7 +5,7 @@ Example::
     p2p-gym eval --policies zi-c,truthful,markup --mechanisms uniform,pay_as_bid,bilateral,sdr \\
         --scenario default --days 7 --seeds 5 --out reports/NAME --workers 2
 
-Every cell (policy, mechanism, seed) is one :func:`eval.run.simulate` run (all agents play the policy; a trained
+Every cell (policy, mechanism, seed) is one :func:`p2p_gym.run.simulate` run (all agents play the policy; a trained
 run directory ``runs/NAME`` plays its learned slots, see :func:`eval.strategic.build_policies`). Seed ``s``
 fixes the start day and the agents' draws, so all policies and mechanisms of one seed see the same days.
 Per (policy, mechanism) one extra recorded episode (``--strategic-days``, seed 0) gives the markups, the
@@ -28,15 +28,18 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eval import metrics
+from eval.strategic import build_policies, is_run_dir
+from p2p_gym import metrics
+from p2p_gym.errors import P2PGymError
+from p2p_gym.sim import MECHANISMS, MarketConfig, add_config_arguments, config_from_args
 
-#: Summary keys of :func:`eval.run.simulate` kept per cell (and averaged over seeds).
+#: Summary keys of :func:`p2p_gym.run.simulate` kept per cell (and averaged over seeds).
 KPIS: tuple[str, ...] = (
     "efficiency",
     "gains_from_trade",
@@ -61,20 +64,18 @@ KPIS: tuple[str, ...] = (
 
 @dataclass
 class EvalConfig:
-    """Arguments of ``p2p-gym eval``."""
+    """Arguments of ``p2p-gym eval`` (validated on construction: mechanisms, counts and policy names)."""
 
     policies: list[str] = field(default_factory=lambda: ["zi-c", "truthful", "markup"])
     """Policy names (``agents`` registry) or trained run directories."""
     mechanisms: list[str] = field(default_factory=lambda: ["uniform", "pay_as_bid", "bilateral", "sdr"])
-    """Market mechanisms."""
-    scenario: str = "default"
-    """Scenario name."""
+    """Market mechanisms (each replaces ``market.mechanism``)."""
+    market: MarketConfig = field(default_factory=MarketConfig)
+    """Every other market option (scenario, grid, DSO rule, ...); ``episode_steps`` is set from ``days``."""
     days: int = 7
     """Days per run."""
     seeds: int = 5
     """Seeds 0..seeds-1 per (policy, mechanism)."""
-    grid: str = "linear"
-    """Grid check: none, linear or ac."""
     strategic_days: int = 1
     """Days of the recorded episode per (policy, mechanism) (markups, market power, network, heatmap)."""
     exploit_agents: int = 2
@@ -85,45 +86,82 @@ class EvalConfig:
     """Use Ray tasks instead of a process pool (when ray is installed)."""
     out: str = "reports/eval"
     """Output directory."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Further environment keyword arguments for every run."""
     progress: bool = True
     """Print one line per finished task."""
 
+    def __post_init__(self) -> None:
+        if not self.policies:
+            raise EvalConfigError("policies: at least one policy name or run directory")
+        if not self.mechanisms:
+            raise EvalConfigError(f"mechanisms: at least one of {list(MECHANISMS)}")
+        bad = [m for m in self.mechanisms if m not in MECHANISMS]
+        if bad:
+            raise EvalConfigError(f"mechanisms: {bad[0]!r} is not one of {list(MECHANISMS)}")
+        for name, lo in (
+            ("days", 1),
+            ("seeds", 1),
+            ("strategic_days", 1),
+            ("exploit_agents", 0),
+            ("workers", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+                raise EvalConfigError(f"{name}: must be an integer ≥ {lo}, got {value!r}")
+        check_policies(self.policies, self.market)
+
+    def cell_market(self, mechanism: str) -> MarketConfig:
+        """The market of every run of ``mechanism``."""
+        return self.market.replace(mechanism=mechanism)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the market as a nested mapping), as written to ``metrics.json``."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["market"] = self.market.to_dict()
+        return d
+
+
+class EvalConfigError(P2PGymError, ValueError):
+    """Invalid ``p2p-gym eval`` arguments (names the field, the value and what is allowed)."""
+
+
+def check_policies(policies: Iterable[str], market: MarketConfig) -> None:
+    """Raise :class:`EvalConfigError` naming the first policy that is neither a rule name nor a run directory.
+
+    Rule names are resolved for every agent of the scenario (the same resolution as the runs), so an unknown
+    rule, modifier or parameter fails here, before any simulation starts.
+    """
+    from agents import make_policies
+    from p2p_gym.envs import parallel_env
+
+    rules = [p for p in policies if not is_run_dir(p)]
+    if not rules:
+        return
+    env = parallel_env(config=market.replace(grid="none", grid_policy="report", grid_penalty=0.0))
+    try:
+        for p in rules:
+            try:
+                make_policies(p, env)
+            except P2PGymError as exc:
+                raise EvalConfigError(
+                    f"policies: {p!r} is neither a policy name nor a run directory ({exc})"
+                ) from None
+    finally:
+        env.close()
+
 
 # --------------------------------------------------------------------------------------------- tasks
-def run_cell(
-    scenario: str,
-    policy: str,
-    mechanism: str,
-    seed: int,
-    days: int,
-    grid: str,
-    env_kwargs: dict[str, Any],
-) -> dict[str, Any]:
-    """One matrix cell: :func:`eval.run.simulate` reduced to KPIs, per-agent savings and hourly profiles."""
-    from eval.run import RunConfig, simulate
-    from eval.strategic import is_run_dir
+def run_cell(market: MarketConfig, policy: str, seed: int, days: int) -> dict[str, Any]:
+    """One matrix cell: :func:`p2p_gym.run.simulate` reduced to KPIs, per-agent savings and hourly profiles."""
+    from p2p_gym.run import RunConfig, simulate
 
     agents: Any = policy
     if is_run_dir(policy):
-        from eval.strategic import build_policies
         from p2p_gym.envs import parallel_env
 
-        probe = parallel_env(scenario, mechanism=mechanism, grid="none", **env_kwargs)
+        probe = parallel_env(config=market.replace(grid="none", grid_policy="report", grid_penalty=0.0))
         agents = build_policies(policy, probe)
         probe.close()
-    cfg = RunConfig(
-        scenario=scenario,
-        mechanism=mechanism,
-        agents=agents,
-        days=days,
-        grid=grid,
-        seed=seed,
-        progress=False,
-        env_kwargs=dict(env_kwargs),
-    )
-    res = simulate(cfg)
+    res = simulate(RunConfig(market=market, agents=agents, days=days, seed=seed, progress=False))
     s = res["summary"]
     hours = np.array([r["hour"] for r in res["steps"]])
     price = np.array([r["clearing_price"] for r in res["steps"]], dtype=float)
@@ -142,7 +180,7 @@ def run_cell(
     return {
         "kind": "cell",
         "policy": policy,
-        "mechanism": mechanism,
+        "mechanism": market.mechanism,
         "seed": seed,
         "kpis": {k: float(s[k]) for k in KPIS},
         "price_of_anarchy": metrics.price_of_anarchy(s["optimal_gains_from_trade"], s["gains_from_trade"]),
@@ -153,23 +191,15 @@ def run_cell(
     }
 
 
-def run_strategic(
-    scenario: str,
-    policy: str,
-    mechanism: str,
-    days: int,
-    grid: str,
-    exploit_agents: int,
-    env_kwargs: dict[str, Any],
-) -> dict[str, Any]:
+def run_strategic(market: MarketConfig, policy: str, days: int, exploit_agents: int) -> dict[str, Any]:
     """The recorded episode of (policy, mechanism) and its exploitability search."""
     from eval import strategic
 
-    r = strategic.rollout(scenario, mechanism, policy, days=days, seed=0, grid=grid, env_kwargs=env_kwargs)
+    r = strategic.rollout(market, policy, days=days, seed=0)
     out: dict[str, Any] = {
         "kind": "strategic",
         "policy": policy,
-        "mechanism": mechanism,
+        "mechanism": market.mechanism,
         **strategic.markup_summary(r),
         **r.market_power,
         "price_of_anarchy": strategic.price_of_anarchy(r),
@@ -182,10 +212,8 @@ def run_strategic(
         "line_loading_pct": np.round(r.line_loading_pct, 2).tolist(),
         "hour": r.hour.tolist(),
     }
-    if exploit_agents > 0 and not strategic.is_run_dir(policy):
-        e = strategic.exploitability(
-            scenario, mechanism, policy, n_deviators=exploit_agents, days=days, seed=0, env_kwargs=env_kwargs
-        )
+    if exploit_agents > 0 and not is_run_dir(policy):
+        e = strategic.exploitability(market, policy, n_deviators=exploit_agents, days=days, seed=0)
         out["exploitability"] = e.exploitability
         out["exploit_best"] = f"{e.best[0]}:{e.best[1]}"
     return out
@@ -248,22 +276,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     tasks: list[tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]] = []
     for pol in cfg.policies:
         for mech in cfg.mechanisms:
-            tasks.append(
-                (
-                    run_strategic,
-                    (
-                        cfg.scenario,
-                        pol,
-                        mech,
-                        cfg.strategic_days,
-                        cfg.grid,
-                        cfg.exploit_agents,
-                        cfg.env_kwargs,
-                    ),
-                )
-            )
+            market = cfg.cell_market(mech)
+            tasks.append((run_strategic, (market, pol, cfg.strategic_days, cfg.exploit_agents)))
             for seed in range(cfg.seeds):
-                tasks.append((run_cell, (cfg.scenario, pol, mech, seed, cfg.days, cfg.grid, cfg.env_kwargs)))
+                tasks.append((run_cell, (market, pol, seed, cfg.days)))
     t0 = time.perf_counter()
     results = run_tasks(tasks, cfg.workers, cfg.ray, cfg.progress)
     order = {(p, m): i for i, (p, m) in enumerate((p, m) for p in cfg.policies for m in cfg.mechanisms)}
@@ -275,7 +291,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         (r for r in results if r["kind"] == "strategic"), key=lambda r: order[(r["policy"], r["mechanism"])]
     )
     return {
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "wall_seconds": time.perf_counter() - t0,
         "summary": aggregate(cells),
         "cells": cells,
@@ -404,39 +420,46 @@ def format_summary(result: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``p2p-gym eval``."""
-    d = EvalConfig()
+    """Arguments of ``p2p-gym eval``: the matrix's own flags, then one flag per market option."""
+    d = EvalConfig.__dataclass_fields__
     parser.add_argument(
-        "--policies", default=",".join(d.policies), help="policy names or run dirs, comma-separated"
-    )
-    parser.add_argument("--mechanisms", default=",".join(d.mechanisms), help="mechanisms, comma-separated")
-    parser.add_argument("--scenario", default=d.scenario)
-    parser.add_argument("--days", type=int, default=d.days, help="days per run (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, default=d.seeds, help="seeds per cell (default: %(default)s)")
-    parser.add_argument("--grid", default=d.grid, choices=["none", "linear", "ac"])
-    parser.add_argument("--strategic-days", type=int, default=d.strategic_days)
-    parser.add_argument(
-        "--exploit-agents", type=int, default=d.exploit_agents, help="deviators tried (0 = off)"
+        "--policies", default="zi-c,truthful,markup", help="policy names or run dirs, comma-separated"
     )
     parser.add_argument(
-        "--workers", type=int, default=d.workers, help="worker processes (default: %(default)s)"
+        "--mechanisms", default="uniform,pay_as_bid,bilateral,sdr", help="mechanisms, comma-separated"
+    )
+    parser.add_argument(
+        "--days", type=int, default=d["days"].default, help="days per run (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=d["seeds"].default, help="seeds per cell (default: %(default)s)"
+    )
+    parser.add_argument("--strategic-days", type=int, default=d["strategic_days"].default)
+    parser.add_argument(
+        "--exploit-agents", type=int, default=d["exploit_agents"].default, help="deviators tried (0 = off)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=d["workers"].default, help="worker processes (default: %(default)s)"
     )
     parser.add_argument("--ray", action="store_true", help="run the cells as Ray tasks (if ray is installed)")
-    parser.add_argument("--out", default=d.out, help="output directory (default: %(default)s)")
+    parser.add_argument(
+        "--config", default=None, help="YAML file of market options (flags override its values)"
+    )
+    parser.add_argument("--out", default=d["out"].default, help="output directory (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    # one run per mechanism of --mechanisms; episode_steps from --days; the optimum is always computed
+    add_config_arguments(parser, exclude=("mechanism", "episode_steps", "compute_optimum"))
 
 
 def main(args: argparse.Namespace) -> int:
-    """Entry point of ``p2p-gym eval``."""
-    from p2p_gym.envs import MECHANISMS
-
+    """Entry point of ``p2p-gym eval`` (errors are reported in one line by :func:`p2p_gym.cli.main`)."""
+    base = MarketConfig.from_yaml(Path(args.config).read_text()) if args.config else None
     cfg = EvalConfig(
         policies=[p.strip() for p in args.policies.split(",") if p.strip()],
         mechanisms=[m.strip() for m in args.mechanisms.split(",") if m.strip()],
-        scenario=args.scenario,
+        market=config_from_args(args, base),
         days=args.days,
         seeds=args.seeds,
-        grid=args.grid,
         strategic_days=args.strategic_days,
         exploit_agents=args.exploit_agents,
         workers=args.workers,
@@ -444,13 +467,6 @@ def main(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.quiet,
     )
-    bad = [m for m in cfg.mechanisms if m not in MECHANISMS]
-    if bad or cfg.days < 1 or cfg.seeds < 1 or not cfg.policies:
-        print(
-            f"p2p-gym eval: error: mechanisms must be in {MECHANISMS}, days and seeds ≥ 1 (got {bad})",
-            file=sys.stderr,
-        )
-        return 2
     result = evaluate(cfg)
     print(format_summary(result))
     files = write_outputs(result, Path(cfg.out))

@@ -19,8 +19,7 @@ from typing import Any
 
 from eval.congestion import markdown_table
 from eval.matrix import EvalConfig, evaluate
-
-MECHANISMS = ("uniform", "pay_as_bid", "cda", "bilateral", "mmr", "sdr", "bill_sharing")
+from p2p_gym.sim import COMMUNITY_RULES, MECHANISMS, MarketConfig
 
 COLUMNS = (
     ("policy", "policy", ""),
@@ -51,7 +50,7 @@ def compare(
     cfg = EvalConfig(
         policies=list(policies),
         mechanisms=list(MECHANISMS),
-        scenario=scenario,
+        market=MarketConfig(scenario=scenario),
         days=days,
         seeds=seeds,
         exploit_agents=exploit_agents,
@@ -98,7 +97,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
             ax.bar(x + (i - (len(pols) - 1) / 2) * w, [by[m][k] for m in mechs], w, label=p)
         ax.set_xticks(x, mechs, rotation=45, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
-        for m in ("mmr", "sdr", "bill_sharing"):
+        for m in COMMUNITY_RULES:
             if m in mechs:
                 ax.axvspan(mechs.index(m) - 0.5, mechs.index(m) + 0.5, color="0.93", zorder=0)
     axes[0].legend(fontsize=8)

@@ -154,9 +154,8 @@ def draw_network(result: dict[str, Any]) -> Callable[[Any], None]:
     from p2p_gym.envs.render import feeder_layout
     from p2p_gym.scenarios import load_scenario
 
-    net = load_scenario(
-        result["config"]["scenario"], **result["config"]["env_kwargs"].get("scenario_overrides", {})
-    ).net
+    market = result["config"]["market"]
+    net = load_scenario(market["scenario"], **market.get("scenario_overrides", {})).net
     pos = feeder_layout(net)
     strat = result["strategic"]
     first = strat[0]["policy"] if strat else None
@@ -332,6 +331,7 @@ figcaption{font-size:13px;color:#555}"""
 def render_html(result: dict[str, Any], hourly: list[dict[str, Any]]) -> str:
     """The report as one HTML string (every plot an ``<img src="data:image/png;base64,...">``)."""
     c = result["config"]
+    m = c["market"]
     draws = {
         "efficiency": draw_efficiency(result),
         "profiles": draw_profiles(result, hourly),
@@ -357,8 +357,9 @@ def render_html(result: dict[str, Any], hourly: list[dict[str, Any]]) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
     meta = (
-        f"scenario <b>{html.escape(str(c['scenario']))}</b> · {c['days']} day(s) × {c['seeds']} seed(s) · "
-        f"grid {html.escape(str(c['grid']))} · {result.get('wall_seconds', math.nan):.1f} s"
+        f"scenario <b>{html.escape(str(m['scenario']))}</b> · {c['days']} day(s) × {c['seeds']} seed(s) · "
+        f"grid {html.escape(str(m['grid']))} ({html.escape(str(m['grid_policy']))}) · "
+        f"{result.get('wall_seconds', math.nan):.1f} s"
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>p2p-gym eval report</title>"
@@ -369,7 +370,8 @@ def render_html(result: dict[str, Any], hourly: list[dict[str, Any]]) -> str:
         + _table(result["strategic"], STRATEGIC_COLUMNS)
         + "<h2>Figures</h2>"
         + "".join(figs)
-        + "<p style='font-size:12px;color:#777'>Definitions: docs/eval.md.</p></body></html>"
+        + "<p style='font-size:12px;color:#777'>Definitions: the README's evaluation section and the "
+        "docstrings of p2p_gym.metrics.</p></body></html>"
     )
 
 

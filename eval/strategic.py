@@ -1,6 +1,6 @@
 """Strategic behaviour: markups, exploitability, price of anarchy and a market-power signal.
 
-* **Markup** of an order: ``(quoted − true marginal value) / true value`` (:func:`eval.metrics.markup`), where the
+* **Markup** of an order: ``(quoted − true marginal value) / true value`` (:func:`p2p_gym.metrics.markup`), where the
   true value of a buyer is the retail price (what the kWh is worth to it: the grid alternative) and of a seller
   the feed-in price. Truthful buyers have markup 0, shading buyers a negative one; sellers asking more than
   feed-in a positive one.
@@ -8,7 +8,7 @@
   agent gets by switching alone to a best-responding strategy while all others keep their policy. The
   deviations searched are the ``best-response`` rule (a myopic re-clearing search, :class:`agents.BestResponse`)
   and fixed markups ``markup:m`` for a grid of ``m``; the agents searched are a spread sample of the community.
-* **Price of anarchy**: ``W_opt / W_played`` on gains from trade (:func:`eval.metrics.price_of_anarchy`).
+* **Price of anarchy**: ``W_opt / W_played`` on gains from trade (:func:`p2p_gym.metrics.price_of_anarchy`).
 * **Market-power signal**: each step's book is re-cleared with the same quantities but truthful prices (buyers
   at retail, sellers at feed-in) by :func:`p2p_gym.market.clear`; the signal is the volume-weighted clearing price
   minus this competitive price (positive: sellers extract rent, negative: buyers do), and the share of steps
@@ -17,7 +17,8 @@
 Example::
 
     from eval.strategic import exploitability
-    res = exploitability("tiny", "pay_as_bid", "truthful", days=1)
+    from p2p_gym.sim import MarketConfig
+    res = exploitability(MarketConfig(scenario="tiny", mechanism="pay_as_bid", grid="none"), "truthful", days=1)
     print(res.exploitability, res.best)
 """
 
@@ -31,12 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from eval import metrics
+from p2p_gym import metrics
+from p2p_gym.sim import COMMUNITY_RULES, MarketConfig
 
 #: Deviations tried by :func:`exploitability` (names of :func:`agents.policy_from_name`).
 DEVIATIONS: tuple[str, ...] = ("best-response", "markup:0.1", "markup:0.3", "markup:0.5")
-#: Mechanisms whose prices do not depend on bids.
-COMMUNITY_RULES = ("mmr", "sdr", "bill_sharing")
 
 
 @dataclass
@@ -112,72 +112,55 @@ def is_run_dir(spec: str) -> bool:
 
 
 def rollout(
-    scenario: str,
-    mechanism: str,
+    config: MarketConfig,
     policies: str | Mapping[str, Any],
     *,
     days: int = 1,
     seed: int = 0,
-    grid: str = "linear",
-    start_day: int | None = None,
-    env_kwargs: Mapping[str, Any] | None = None,
+    optimum: bool = True,
 ) -> Rollout:
-    """Play one episode of ``days`` days and record prices, markups, trades and line loading.
+    """Play one episode of ``days`` days of the market ``config`` and record prices, markups, trades and loading.
 
     Args:
-        scenario: scenario name.
-        mechanism: market mechanism.
+        config: the market (scenario, mechanism, grid, DSO rule, ...); ``episode_steps`` is set from ``days``.
         policies: a policy spec of :func:`build_policies`, or a dict agent id → name or policy object.
         days: episode length in days.
-        seed: seed of the env (start day) and of the agents' draws.
-        grid: ``none``, ``linear`` or ``ac``.
-        start_day: fix the first day (default: seeded random).
-        env_kwargs: further keyword arguments of the environment.
+        seed: seed of the env (start day, unless ``config.start_day`` fixes it) and of the agents' draws.
+        optimum: compute the optimum of every step (``optimal_gains``; nan without it).
     """
-    from agents import act_all, make_policies
+    from agents import make_policies
     from p2p_gym import market
     from p2p_gym.envs import parallel_env
+    from p2p_gym.rollout import play
     from p2p_gym.scenarios import load_scenario
 
-    kw = dict(env_kwargs or {})
-    spd = load_scenario(scenario, **kw.get("scenario_overrides", {})).steps_per_day
-    env = parallel_env(
-        scenario,
-        mechanism=mechanism,
-        grid=grid,
-        compute_optimum=True,
-        start_day=start_day,
-        **{"episode_steps": days * spd, **kw},
-    )
+    spd = load_scenario(config.scenario, **config.scenario_overrides).steps_per_day
+    env = parallel_env(config=config.replace(compute_optimum=optimum, episode_steps=days * spd))
     pols = build_policies(policies, env) if isinstance(policies, str) else make_policies(policies, env)
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    for p in pols.values():
-        if hasattr(p, "reset"):
-            p.reset()
-    sc, n = env.scenario, env.n
+    sc, n, mechanism = env.scenario, env.n, env.mechanism
     savings = np.zeros(n)
     trade = np.zeros((n, n))
-    gains = best = vol = 0.0
-    price, comp, svol, hour, loading = [], [], [], [], []
+    sums = {"gains": 0.0, "best": 0.0 if optimum else math.nan, "vol": 0.0}
+    price: list[float] = []
+    comp: list[float] = []
+    svol: list[float] = []
+    hour: list[float] = []
+    loading: list[np.ndarray] = []
     s_mk: list[np.ndarray] = []
     b_mk: list[np.ndarray] = []
-    while env.agents:
-        obs, _, _, _, infos = env.step(act_all(pols, obs, rng))
-        for a, p in pols.items():
-            if hasattr(p, "observe_result"):
-                p.observe_result(infos[a])
+
+    def record(env: Any, _infos: Any, _rewards: Any) -> None:
+        nonlocal savings
         out = env.last_outcome
-        assert out is not None
         t = out.t
         retail, feed_in = float(sc.retail_price[t]), float(sc.feed_in_price[t])
         savings += out.grid_only_bills - out.bills
-        gains += out.welfare - out.welfare_no_trade
+        sums["gains"] += out.welfare - out.welfare_no_trade
         if math.isfinite(out.welfare_optimum):
-            best += out.welfare_optimum - out.welfare_no_trade
+            sums["best"] += out.welfare_optimum - out.welfare_no_trade
         tr = out.result.trades
         q = float(tr.quantity.sum())
-        vol += q
+        sums["vol"] += q
         np.add.at(trade, (tr.seller, tr.buyer), tr.quantity)
         price.append(float((tr.quantity * tr.price).sum() / q) if q > 1e-12 else math.nan)
         svol.append(q)
@@ -191,15 +174,17 @@ def rollout(
             loading.append(np.asarray(out.report.line_loading_pct, dtype=float))
         elif out.report is not None:
             loading.append(np.full(len(sc.net.line), math.nan))
+
+    play(env, pols, np.random.default_rng(seed), seed=seed, on_step=record)
     agents = list(env.possible_agents)
     env.close()
     spread = float(np.mean(sc.retail_price - sc.feed_in_price))
     return Rollout(
         agents=agents,
         savings=savings,
-        gains=float(gains),
-        optimal_gains=float(best),
-        volume_kwh=float(vol),
+        gains=float(sums["gains"]),
+        optimal_gains=float(sums["best"]),
+        volume_kwh=float(sums["vol"]),
         price=np.asarray(price),
         competitive_price=np.asarray(comp),
         step_volume_kwh=np.asarray(svol),
@@ -250,44 +235,35 @@ class Exploitability:
 
 
 def exploitability(
-    scenario: str,
-    mechanism: str,
+    config: MarketConfig,
     population: str,
     *,
     deviations: Sequence[str] = DEVIATIONS,
     n_deviators: int = 3,
     days: int = 1,
     seed: int = 0,
-    grid: str = "none",
-    start_day: int | None = None,
-    env_kwargs: Mapping[str, Any] | None = None,
 ) -> Exploitability:
-    """Gain of the best unilateral deviation from ``population`` under ``mechanism``.
+    """Gain of the best unilateral deviation from ``population`` in the market ``config``.
 
     Every run uses the same seed and start day, so the deviator's gain is measured on the same days and the
-    others draw the same random numbers up to the point where the deviation changes the market.
+    others draw the same random numbers up to the point where the deviation changes the market. The market's
+    own rules (grid check, DSO policy, fees) apply to every run, so a deviation is judged under them.
 
     Args:
-        scenario: scenario name.
-        mechanism: market mechanism.
+        config: the market (scenario, mechanism, grid, ...).
         population: policy name of everybody (or a comma-separated list cycled over the agents).
         deviations: policy names the deviator tries.
         n_deviators: how many agents (evenly spread over the agent list) try each deviation.
         days: episode length.
         seed: seed of every run.
-        grid: grid check (``none`` is enough: the DSO rules are off by default).
-        start_day: fix the first day (default: seeded random, the same for every run).
-        env_kwargs: further environment keyword arguments.
     """
-    from p2p_gym.envs import parallel_env
+    from p2p_gym.scenarios import load_scenario
 
-    env = parallel_env(scenario, mechanism=mechanism, grid="none", **dict(env_kwargs or {}))
-    agents = list(env.possible_agents)
+    sc = load_scenario(config.scenario, **config.scenario_overrides)
+    agents = list(sc.agent_ids)
     names = [s.strip() for s in population.split(",") if s.strip()]
     spec = {a: names[i % len(names)] for i, a in enumerate(agents)}
-    env.close()
-    kw = {"days": days, "seed": seed, "grid": grid, "start_day": start_day, "env_kwargs": env_kwargs}
-    base = rollout(scenario, mechanism, spec, **kw)  # type: ignore[arg-type]
+    base = rollout(config, spec, days=days, seed=seed, optimum=False)
     pick = np.unique(
         np.linspace(0, len(agents) - 1, max(1, min(n_deviators, len(agents)))).round().astype(int)
     )
@@ -297,7 +273,7 @@ def exploitability(
         for dev in deviations:
             if dev == spec[a]:
                 continue
-            r = rollout(scenario, mechanism, {**spec, a: dev}, **kw)  # type: ignore[arg-type]
+            r = rollout(config, {**spec, a: dev}, days=days, seed=seed, optimum=False)
             gains[(a, dev)] = float(r.savings[i] - base.savings[i])
     best = max(gains, key=lambda key: gains[key]) if gains else ("", "")
     return Exploitability(

@@ -16,7 +16,7 @@ from p2p_gym.errors import P2PGymError
 #: and ``main(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "scenarios": ("p2p_gym.cli", "List the built-in scenarios and summarise one."),
-    "run": ("eval.run", "Simulate a community of rule-based agents and print the market/grid KPIs."),
+    "run": ("p2p_gym.run", "Simulate a community of rule-based agents and print the market/grid KPIs."),
     "train": ("training.cli", "Train bidding / peer-selection policies (stable-baselines3 or RLlib)."),
     "evaluate-policy": ("training.evaluate", "Play a trained policy in the environment."),
     "eval": ("eval.matrix", "Evaluate policies x mechanisms and write a report."),

@@ -58,3 +58,44 @@ def test_run_bad_arguments_exit_cleanly() -> None:
     assert res.returncode == 2 and "valid names" in res.stderr
     res = _cli("run", "--scenario", "tiny", "--agents", "genius", "--no-progress")
     assert res.returncode == 2 and "genius" in res.stderr
+
+
+def test_run_market_flags_are_derived_from_market_config() -> None:
+    """Every MarketConfig field is a flag of `p2p-gym run` except the two the run sets itself."""
+    import argparse
+
+    from p2p_gym import run
+    from p2p_gym.sim import field_names
+
+    parser = argparse.ArgumentParser()
+    run.add_arguments(parser)
+    flags = {opt for a in parser._actions for opt in a.option_strings}
+    expected = {"--" + f.replace("_", "-") for f in field_names()} - {"--episode-steps", "--compute-optimum"}
+    assert expected <= flags
+    assert "--episode-steps" not in flags  # set from --days
+
+
+def test_run_yaml_config_and_flags_layer(tmp_path: Path) -> None:
+    """`--config` YAML sets market options; a flag overrides the file (defaults < YAML < flags)."""
+    import argparse
+
+    from p2p_gym import run
+
+    cfg = tmp_path / "market.yaml"
+    cfg.write_text(
+        "scenario: tiny\nmechanism: bilateral\ngrid: none\ngrid_policy: fee\nfee_per_kwh_km: 0.5\n"
+    )
+    parser = argparse.ArgumentParser()
+    run.add_arguments(parser)
+    with_fee = run.simulate(run.config_from_namespace(parser.parse_args(
+        ["--config", str(cfg), "--agents", "truthful", "--no-progress"])))  # fmt: skip
+    no_fee = run.simulate(run.config_from_namespace(parser.parse_args(
+        ["--config", str(cfg), "--agents", "truthful", "--no-progress", "--grid-policy", "report"])))  # fmt: skip
+    assert with_fee["summary"]["config"]["market"]["mechanism"] == "bilateral"
+    assert with_fee["summary"]["fees_total"] > 0 and no_fee["summary"]["fees_total"] == 0
+    # truthful asks and bids leave room for this fee on every pair, so the same trades clear and the
+    # community's bill rises by exactly the fees it pays to the DSO
+    assert with_fee["summary"]["p2p_volume_kwh"] == pytest.approx(no_fee["summary"]["p2p_volume_kwh"])
+    assert with_fee["summary"]["total_bill"] == pytest.approx(
+        no_fee["summary"]["total_bill"] + with_fee["summary"]["fees_total"], abs=1e-6
+    )

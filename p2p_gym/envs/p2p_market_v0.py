@@ -17,8 +17,10 @@ from p2p_gym.envs.parallel import P2PMarketEnv
 raw_env = P2PMarketEnv
 
 
-def parallel_env(scenario: Any = "default", *args: Any, **kwargs: Any) -> P2PMarketEnv:
+def parallel_env(scenario: Any = None, *args: Any, **kwargs: Any) -> P2PMarketEnv:
     """The parallel PettingZoo environment (see :class:`~p2p_gym.envs.P2PMarketEnv` for every argument).
+
+    Without ``scenario`` the scenario of ``config`` is used (``"default"`` without a config).
 
     ``max_cycles`` (PettingZoo's usual name) is accepted as an alias of ``episode_steps``.
     """

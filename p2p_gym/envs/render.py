@@ -50,22 +50,57 @@ def feeder_layout(net: Any) -> dict[int, tuple[float, float]]:
 
 
 def render_feeder(env: Any) -> Any:
-    """Draw the feeder with line loading, agents (colour = net injection) and trades (arrows seller → buyer)."""
+    """Draw the plain env's feeder (see :func:`draw_feeder`) into its figure; ``rgb_array``: returns the frame."""
+    return _render(env, env.last_outcome, env.t, env.steps_taken)
+
+
+def _render(env: Any, out: Any, t: int, steps_taken: int, price: float | None = None) -> Any:
     import matplotlib
 
     if env.render_mode == "rgb_array":
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    sc = env.scenario
-    net = sc.net
-    pos = feeder_layout(net)
     if getattr(env, "_fig", None) is None:
         env._fig = plt.figure(figsize=(9, 6))
     fig = env._fig
+    draw_feeder(fig, env.scenario, env.mechanism, out, t, steps_taken, price)
+    if env.render_mode == "human":
+        plt.pause(0.001)
+        return None
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def render_batch(env: Any) -> Any:
+    """The vector env's frames: ``rgb_array``: a tuple of one frame per sub-episode (Gymnasium's convention for
+    vector envs); ``human``: draws sub-episode 0."""
+    last = env.last_step
+
+    def frame(b: int) -> Any:
+        out = None if last is None else last.record(b)
+        price = None if last is None else float(last.clearing_price[b])
+        return _render(env, out, int(env.t[b]), int(env.sim_state.step[b]), price)
+
+    if env.render_mode == "human":
+        return frame(0)
+    return tuple(frame(b) for b in range(env.num_envs))
+
+
+def draw_feeder(
+    fig: Any, sc: Any, mechanism: str, out: Any, t: int, steps_taken: int, price: float | None = None
+) -> None:
+    """Draw the feeder with line loading, agents (colour = net injection) and trades (arrows seller → buyer)
+    of one step's outcome ``out`` (None before the first step) into the matplotlib figure ``fig``.
+
+    On the vectorised clearing path (uniform price and community rules in a batch) no individual trades are
+    formed: no arrows are drawn and the title shows ``price``, the clearing price of that path."""
+    import matplotlib.pyplot as plt
+
+    net = sc.net
+    pos = feeder_layout(net)
     fig.clf()
     ax = fig.add_subplot(111)
-    out = env.last_outcome
     loading = None
     if out is not None and out.report is not None and out.report.converged:
         loading = out.report.line_loading_pct
@@ -110,17 +145,15 @@ def render_feeder(env: Any) -> Any:
     if loading is not None:
         sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 100))
         fig.colorbar(sm, ax=ax, label="line loading (%)")
-    hour = env.scenario.hour_of_day(out.t if out is not None else env.t)
-    price = out.result.clearing_price if out is not None and out.result is not None else float("nan")
+    hour = sc.hour_of_day(out.t if out is not None else t)
+    if out is not None and out.result is not None:
+        price = out.result.clearing_price
+    elif price is None:
+        price = float("nan")
     minutes = round(float(hour) * 60)
     price_txt = f"price {price:.3f} {sc.currency}/kWh" if np.isfinite(price) else "no P2P trade"
     ax.set_title(
-        f"{sc.name} · {env.mechanism} · step {env.steps_taken} · {minutes // 60:02d}:{minutes % 60:02d} · {price_txt}"
+        f"{sc.name} · {mechanism} · step {steps_taken} · {minutes // 60:02d}:{minutes % 60:02d} · {price_txt}"
     )
     ax.set_axis_off()
     fig.tight_layout()
-    if env.render_mode == "human":
-        plt.pause(0.001)
-        return None
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

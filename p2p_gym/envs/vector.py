@@ -75,6 +75,7 @@ class BatchedMarketEnv:
         scenario: a scenario name or :class:`~p2p_gym.scenarios.Scenario`.
         n_envs: B ≥ 1.
         auto_reset: reset all sub-episodes when they end (see above).
+        render_mode: ``None``, ``"rgb_array"`` (``render()`` returns one frame per sub-episode) or ``"human"``.
         config: a :class:`~p2p_gym.sim.MarketConfig`; keyword options override its fields.
         **options: any field of :class:`~p2p_gym.sim.MarketConfig`.
 
@@ -82,7 +83,7 @@ class BatchedMarketEnv:
         EnvConfigError: an invalid option (names the field, the value and the allowed range).
     """
 
-    metadata = {"autoreset_mode": _SAME_STEP}
+    metadata = {"autoreset_mode": _SAME_STEP, "render_modes": ["human", "rgb_array"]}
 
     def __init__(
         self,
@@ -90,9 +91,16 @@ class BatchedMarketEnv:
         n_envs: int = 8,
         *,
         auto_reset: bool = False,
+        render_mode: str | None = None,
         config: MarketConfig | None = None,
         **options: Any,
     ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise EnvConfigError(
+                f"render_mode: must be one of {[None, *self.metadata['render_modes']]}, got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self._fig: Any = None
         if (
             isinstance(n_envs, (bool, np.bool_))
             or not isinstance(n_envs, (int, np.integer))
@@ -127,6 +135,10 @@ class BatchedMarketEnv:
     @property
     def episode_steps(self) -> int:
         return self.config.episode_steps
+
+    @property
+    def mechanism(self) -> str:
+        return self.config.mechanism
 
     @property
     def t(self) -> np.ndarray:
@@ -205,8 +217,25 @@ class BatchedMarketEnv:
                 obs, _ = self.reset()
         return obs, out.rewards, np.zeros(b, dtype=bool), truncations, infos
 
+    def render(self) -> Any:
+        """``rgb_array``: a tuple of one RGB frame (uint8[H, W, 3]) per sub-episode, as Gymnasium's vector envs
+        return; ``human``: draws sub-episode 0 in a window. The feeder, line loading, net injections and the
+        last step's trades (:func:`p2p_gym.envs.render.draw_feeder`)."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(
+                "render() called without render_mode; pass render_mode='human' or 'rgb_array'"
+            )
+            return None
+        from p2p_gym.envs.render import render_batch
+
+        return render_batch(self)
+
     def close(self) -> None:
-        return None
+        if self._fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self._fig)
+            self._fig = None
 
     def _infos(self, out: Outcome) -> dict[str, Any]:
         st = out.settlement

@@ -219,7 +219,8 @@ def add_config_arguments(
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(base, f.name)
-        text = f"{f.metadata['help']} (default: {default!r})"
+        shown = "" if default is None or "default" in f.metadata["help"] else f" (default: {default!r})"
+        text = f"{f.metadata['help']}{shown}".replace("%", "%%")  # argparse %-formats help texts
         if f.name == "scenario_overrides":
             group.add_argument(flag, action="append", metavar="KEY=VALUE", default=None, help=text)
         elif isinstance(default, bool):
@@ -230,7 +231,8 @@ def add_config_arguments(
             group.add_argument(flag, choices=["distance"], default=None, help=text)
         else:
             kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
-            group.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=text)
+            metavar = {int: "N", float: "X"}.get(kind, "NAME")
+            group.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
 
 
 def config_from_args(

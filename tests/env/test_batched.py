@@ -229,7 +229,7 @@ def test_clipped_and_nonfinite_actions_are_counted() -> None:
         ({"peer_k": 9}, "peer_k"),
         ({"preference": "cost"}, "preference"),
         ({"preference": np.ones((2, 2))}, "preference"),
-        ({"render_mode": "human"}, "render_mode"),
+        ({"render_mode": "video"}, "render_mode"),
         ({"grid": "none", "grid_penalty": 1.0}, "grid_penalty"),
         ({"fee_per_kwh_km": -0.1}, "fee_per_kwh_km"),
         ({"reward": "profit"}, "reward"),
@@ -328,3 +328,38 @@ def test_vec_env_matches_plain_envs() -> None:
         else:
             ref_obs = stacked([s[0] for s in steps])
         np.testing.assert_allclose(o1, ref_obs, atol=TOL)
+
+
+def test_render_frames_equal_the_plain_envs_frames() -> None:
+    """rgb_array: one frame per sub-episode, pixel-identical to the plain env playing the same episode (with
+    bilateral trades, which both paths form individually)."""
+    kw: dict[str, Any] = {"grid": "linear", "episode_steps": 3, "mechanism": "bilateral"}
+    venv = BatchedMarketEnv("tiny", 2, render_mode="rgb_array", **kw)
+    venv.reset(seed=5)
+    act = np.random.default_rng(0).uniform(-1, 1, (2, venv.n, venv.n_actions))
+    venv.step(act)
+    frames = venv.render()
+    assert isinstance(frames, tuple) and len(frames) == 2
+    for b in range(2):
+        env = P2PMarketEnv("tiny", render_mode="rgb_array", **kw)
+        env.reset(seed=5 + b)
+        env.step({a: act[b, i] for i, a in enumerate(env.possible_agents)})
+        ref = env.render()
+        env.close()
+        assert frames[b].shape == ref.shape and frames[b].dtype == np.uint8
+        assert np.array_equal(frames[b], ref)
+    assert not np.array_equal(frames[0], frames[1])  # two different days
+    venv.close()
+    with pytest.raises(EnvConfigError, match="render_mode"):
+        BatchedMarketEnv("tiny", 2, render_mode="video")
+
+
+def test_config_alone_selects_the_scenario() -> None:
+    """`parallel_env(config=...)` uses the config's scenario (not the default one)."""
+    import p2p_gym
+    from p2p_gym.sim import MarketConfig
+
+    env = p2p_gym.parallel_env(config=MarketConfig(scenario="tiny", grid="none"))
+    assert env.scenario.name == "tiny" and env.n == 4
+    venv = BatchedMarketEnv(config=MarketConfig(scenario="tiny", grid="none"), n_envs=2)
+    assert venv.n == 4

@@ -13,6 +13,7 @@ import pytest
 
 from eval import matrix
 from eval.report import FIGURES
+from p2p_gym.sim import MarketConfig
 
 
 def _cell(policy: str, mech: str, seed: int, gains: float, best: float, savings: list[float]) -> dict:
@@ -66,7 +67,7 @@ def test_outputs_exist_and_are_consistent(tiny_report: Path) -> None:
         assert 0.0 <= row["efficiency"] <= 1.0 + 1e-9
         assert row["poa"] >= 1.0 - 1e-9
     truthful = {r["mechanism"]: r for r in data["summary"] if r["policy"] == "truthful"}
-    # truthful bids cross at every step: the auctions realise all gains from trade (docs/eval.md)
+    # truthful bids cross at every step: the uniform auction realises all gains from trade
     assert truthful["uniform"]["efficiency"] == pytest.approx(1.0)
     # truthful re-clearing of truthful books: no market-power signal
     s = {(r["policy"], r["mechanism"]): r for r in data["strategic"]}
@@ -84,14 +85,47 @@ def test_report_has_a_base64_image_per_figure(tiny_report: Path) -> None:
     assert "http://" not in text and "https://" not in text  # self-contained
 
 
-def test_invalid_mechanism_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        (["--mechanisms", "nope"], "mechanisms: 'nope'"),
+        (["--policies", "zi-c,genius"], "policies: 'genius'"),
+        (["--policies", "markup:abc"], "policies: 'markup:abc'"),
+        (["--days", "0"], "days"),
+        (["--grid-policy", "block", "--grid", "none"], "grid_policy"),
+    ],
+)
+def test_bad_arguments_fail_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], field: str
+) -> None:
+    import argparse
+
+    def no_run(*_a: object, **_k: object) -> None:
+        raise AssertionError("a simulation started before the arguments were checked")
+
+    monkeypatch.setattr(matrix, "run_tasks", no_run)
+    parser = argparse.ArgumentParser()
+    matrix.add_arguments(parser)
+    args = parser.parse_args(["--scenario", "tiny", *flags, "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match=field.replace("(", r"\(")):
+        matrix.main(args)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_market_flags_reach_every_cell(tmp_path: Path) -> None:
+    """A market option given on the command line (here the DSO fee) is the option of every run."""
     import argparse
 
     parser = argparse.ArgumentParser()
     matrix.add_arguments(parser)
-    args = parser.parse_args(["--mechanisms", "nope", "--out", str(tmp_path)])
-    assert matrix.main(args) == 2
-    assert "mechanisms" in capsys.readouterr().err
+    argv = ["--scenario", "tiny", "--policies", "truthful", "--mechanisms", "uniform,bilateral",
+            "--days", "1", "--seeds", "1", "--exploit-agents", "0", "--workers", "1", "--quiet",
+            "--grid-policy", "fee", "--fee-per-kwh-km", "0.5", "--out", str(tmp_path)]  # fmt: skip
+    assert matrix.main(parser.parse_args(argv)) == 0
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["config"]["market"]["grid_policy"] == "fee"
+    # a truthful P2P market with trades pays distance fees (tiny's agents sit on different buses)
+    assert all(c["kpis"]["fees_total"] > 0 for c in data["cells"])
 
 
 @pytest.mark.slow
@@ -111,7 +145,7 @@ def test_trained_run_directory_as_policy(tmp_path: Path) -> None:
             out=str(tmp_path / "run"),
         )
     )
-    cell = matrix.run_cell("tiny", str(run), "uniform", 0, 1, "none", {})
+    cell = matrix.run_cell(MarketConfig(scenario="tiny", grid="none"), str(run), 0, 1)
     assert cell["policy"] == str(run) and len(cell["savings"]) == 4
     assert np.isfinite(cell["kpis"]["welfare"])
 
@@ -119,7 +153,7 @@ def test_trained_run_directory_as_policy(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ray_runner_matches_process_pool() -> None:
     pytest.importorskip("ray")
-    tasks = [(matrix.run_cell, ("tiny", "truthful", "uniform", 0, 1, "none", {}))]
+    tasks = [(matrix.run_cell, (MarketConfig(scenario="tiny", grid="none"), "truthful", 0, 1))]
     a = matrix.run_tasks(tasks, workers=1, progress=False)
     b = matrix.run_tasks(tasks, workers=1, use_ray=True, progress=False)
     assert a[0]["kpis"]["welfare"] == pytest.approx(b[0]["kpis"]["welfare"])

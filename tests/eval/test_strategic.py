@@ -6,36 +6,34 @@ import numpy as np
 import pytest
 
 from eval import strategic
+from p2p_gym.sim import MarketConfig
+
+
+def _tiny(mechanism: str, grid: str = "none") -> MarketConfig:
+    return MarketConfig(scenario="tiny", mechanism=mechanism, grid=grid, start_day=3)
 
 
 def test_truthful_population_is_exploitable_under_pay_as_bid() -> None:
     res = strategic.exploitability(
-        "tiny",
-        "pay_as_bid",
-        "truthful",
-        deviations=("best-response", "markup:0.3"),
-        n_deviators=2,
-        start_day=3,
+        _tiny("pay_as_bid"), "truthful", deviations=("best-response", "markup:0.3"), n_deviators=2
     )
     assert res.exploitability > 0
     assert res.gains[res.best] == pytest.approx(res.exploitability)
 
 
 def test_community_rule_is_not_exploitable_by_prices() -> None:
-    res = strategic.exploitability(
-        "tiny", "sdr", "truthful", deviations=("markup:0.3",), n_deviators=2, start_day=3
-    )
+    res = strategic.exploitability(_tiny("sdr"), "truthful", deviations=("markup:0.3",), n_deviators=2)
     assert res.exploitability == pytest.approx(0.0, abs=1e-12)
 
 
 def test_rollout_markups_and_market_power() -> None:
-    r = strategic.rollout("tiny", "uniform", "markup:0.2", days=1, start_day=3, grid="none")
+    r = strategic.rollout(_tiny("uniform"), "markup:0.2", days=1)
     assert r.seller_markup.size and np.all(r.seller_markup > 0)
     assert np.all(r.buyer_markup < 0)
     assert r.trade_kwh.sum() == pytest.approx(r.volume_kwh)
     assert r.line_loading_pct.size == 0
     s = strategic.markup_summary(r)
     assert s["seller_markup_median"] > 0 > s["buyer_markup_median"]
-    t = strategic.rollout("tiny", "uniform", "truthful", days=1, start_day=3, grid="none")
+    t = strategic.rollout(_tiny("uniform"), "truthful", days=1)
     assert strategic.price_of_anarchy(t) == pytest.approx(1.0)
     assert t.market_power["price_above_competitive"] == pytest.approx(0.0, abs=1e-12)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from eval import metrics
+from p2p_gym import metrics
 
 
 def test_gini_hand_values() -> None:

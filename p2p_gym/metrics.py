@@ -1,4 +1,4 @@
-"""Metric functions (definitions in docs/eval.md), pure numpy.
+"""Metric functions of the evaluation (each defined, with its source, in its docstring), pure numpy.
 
 All functions take plain arrays and return floats, so they can be checked against hand-computed values.
 """

@@ -6,7 +6,11 @@ Example::
 
 prints a table (welfare, efficiency vs the optimum of each step, P2P volume and average price, self-sufficiency,
 each agent's bill vs grid-only, fairness, grid KPIs) and with ``--out`` writes ``summary.json``, ``steps.csv``,
-``agents.csv`` and PNG plots.
+``agents.csv`` and PNG plots. Every market option of :class:`~p2p_gym.sim.MarketConfig` is a flag
+(``--grid-policy block``, ``--reward savings``, ...) or a key of a ``--config`` YAML file.
+
+The agents are the rule-based policies of the :mod:`agents` package (imported when the run starts, so the core
+does not depend on it) or any policy objects of :func:`p2p_gym.rollout.play`.
 """
 
 from __future__ import annotations
@@ -17,99 +21,105 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eval import metrics
+from p2p_gym import metrics
+from p2p_gym.errors import EnvConfigError
+from p2p_gym.rollout import play
+from p2p_gym.sim.config import MarketConfig, add_config_arguments, config_from_args
 
 
 @dataclass
 class RunConfig:
-    """Arguments of ``p2p-gym run``."""
+    """Arguments of ``p2p-gym run``: the market (every option of :class:`~p2p_gym.sim.MarketConfig`) and the run."""
 
-    scenario: str = "default"
-    """Scenario name (``p2p-gym scenarios`` lists them)."""
-    mechanism: str = "uniform"
-    """Market mechanism: uniform, pay_as_bid, cda, bilateral, mmr, sdr, bill_sharing."""
-    agents: str = "zi-c"
-    """Agent policy name for all agents, or a comma-separated list cycled over the agents."""
+    market: MarketConfig = field(default_factory=MarketConfig)
+    """The simulated market; ``compute_optimum`` is always on (the run reports efficiency) and ``episode_steps``
+    is set from ``days``."""
+    agents: str | Mapping[str, Any] = "zi-c"
+    """Agent policy name for all agents, a comma-separated list cycled over the agents, or a dict agent id →
+    name or policy object (:func:`agents.make_policies`)."""
     days: int = 1
     """Number of simulated days."""
-    grid: str = "linear"
-    """Grid check: none, linear or ac."""
-    grid_policy: str = "report"
-    """report, block or fee."""
-    peer_selection: bool = False
-    """Give agents per-peer scores (bilateral matching with partner choice)."""
     seed: int = 0
     """Seed of the environment (start day) and of the agents' random draws."""
-    start_day: int | None = None
-    """Fix the first simulated day of the year (default: seeded random)."""
     out: str | None = None
     """Output folder for JSON, CSV and PNG files."""
     progress: bool = True
     """Show a progress bar."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Further keyword arguments of the environment."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.days, bool) or not isinstance(self.days, int) or self.days < 1:
+            raise EnvConfigError(f"days: must be an integer ≥ 1, got {self.days!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise EnvConfigError(f"seed: must be an integer ≥ 0, got {self.seed!r}")
+
+    def env_config(self) -> MarketConfig:
+        """The market of the run: ``days`` whole days, the optimum of every step computed."""
+        from p2p_gym.scenarios import load_scenario
+
+        spd = load_scenario(self.market.scenario, **self.market.scenario_overrides).steps_per_day
+        return self.market.replace(compute_optimum=True, episode_steps=self.days * spd)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the market as a nested mapping; policy objects by class name)."""
+        agents = self.agents
+        if isinstance(agents, Mapping):
+            agents = {a: p if isinstance(p, str) else type(p).__name__ for a, p in agents.items()}
+        return {"market": self.market.to_dict(), "agents": agents, "days": self.days, "seed": self.seed,
+                "out": self.out}  # fmt: skip
+
+
+@dataclass
+class _Totals:
+    """Per-agent sums over the run (filled step by step)."""
+
+    n: int
+    n_lines: int
+    bills: np.ndarray = field(init=False)
+    grid_only: np.ndarray = field(init=False)
+    sold: np.ndarray = field(init=False)
+    bought: np.ndarray = field(init=False)
+    imports: np.ndarray = field(init=False)
+    exports: np.ndarray = field(init=False)
+    line_max: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("bills", "grid_only", "sold", "bought", "imports", "exports"):
+            setattr(self, name, np.zeros(self.n))
+        self.line_max = np.zeros(self.n_lines)
 
 
 def simulate(cfg: RunConfig) -> dict[str, Any]:
     """Run the simulation of ``cfg``; returns the summary, per-step rows and per-agent rows."""
-    from agents import act_all, make_policies
+    from agents import make_policies
     from p2p_gym.envs import parallel_env
 
-    env = parallel_env(
-        cfg.scenario,
-        mechanism=cfg.mechanism,
-        grid=cfg.grid,
-        peer_selection=cfg.peer_selection,
-        grid_policy=cfg.grid_policy,
-        compute_optimum=True,
-        start_day=cfg.start_day,
-        **{
-            "episode_steps": cfg.days * _steps_per_day(cfg.scenario, env_kwargs=cfg.env_kwargs),
-            **cfg.env_kwargs,
-        },
-    )
+    env = parallel_env(config=cfg.env_config())
     sc = env.scenario
     n_steps = env.episode_steps
     policies = make_policies(cfg.agents, env)
-    rng = np.random.default_rng(cfg.seed)
-    obs, _ = env.reset(seed=cfg.seed)
-    for p in policies.values():
-        if hasattr(p, "reset"):
-            p.reset()
-    steps: list[dict[str, Any]] = []
     n = env.n
-    bills = np.zeros(n)
-    grid_only = np.zeros(n)
-    sold = np.zeros(n)
-    bought = np.zeros(n)
-    imports = np.zeros(n)
-    exports = np.zeros(n)
-    line_max = np.zeros(len(sc.net.line))
-    t_start = time.perf_counter()
-    bar = _progress(n_steps, cfg.progress, f"{cfg.scenario}/{cfg.mechanism}/{cfg.agents}")
-    while env.agents:
-        actions = act_all(policies, obs, rng)
-        obs, _, _, _, infos = env.step(actions)
-        for a, p in policies.items():
-            if hasattr(p, "observe_result"):
-                p.observe_result(infos[a])
+    tot = _Totals(n, len(sc.net.line))
+    steps: list[dict[str, Any]] = []
+
+    def record(env: Any, infos: Mapping[str, Any], _rewards: Any) -> None:
         m = {k: (math.nan if v is None else v) for k, v in infos[env.possible_agents[0]]["market"].items()}
         ag = [infos[a] for a in env.possible_agents]
-        bills += [i["bill"] for i in ag]
-        grid_only += [i["grid_only_bill"] for i in ag]
-        sold += [i["p2p_sold_kwh"] for i in ag]
-        bought += [i["p2p_bought_kwh"] for i in ag]
-        imports += [i["grid_import_kwh"] for i in ag]
-        exports += [i["grid_export_kwh"] for i in ag]
+        tot.bills += [i["bill"] for i in ag]
+        tot.grid_only += [i["grid_only_bill"] for i in ag]
+        tot.sold += [i["p2p_sold_kwh"] for i in ag]
+        tot.bought += [i["p2p_bought_kwh"] for i in ag]
+        tot.imports += [i["grid_import_kwh"] for i in ag]
+        tot.exports += [i["grid_export_kwh"] for i in ag]
         out = env.last_outcome
         if out is not None and out.report is not None and out.report.converged:
-            line_max = np.maximum(line_max, out.report.line_loading_pct)
+            tot.line_max = np.maximum(tot.line_max, out.report.line_loading_pct)
         g = {
             k: (math.nan if v is None else v)
             for k, v in (m["grid"] if isinstance(m["grid"], dict) else {}).items()
@@ -138,7 +148,11 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
                 "grid_converged": g.get("converged", True),
             }
         )
-        bar.update(1)
+
+    label = cfg.agents if isinstance(cfg.agents, str) else "custom"
+    t_start = time.perf_counter()
+    bar = _progress(n_steps, cfg.progress, f"{sc.name}/{env.mechanism}/{label}")
+    play(env, policies, np.random.default_rng(cfg.seed), seed=cfg.seed, on_step=record, progress=bar)
     bar.close()
     wall = time.perf_counter() - t_start
     dt = sc.dt_hours
@@ -149,9 +163,10 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
     best = sum(s["welfare_optimum"] - s["welfare_no_trade"] for s in steps)
     volume = float(sum(s["p2p_volume_kwh"] for s in steps))
     price_weighted = sum(s["clearing_price"] * s["p2p_volume_kwh"] for s in steps if s["p2p_volume_kwh"] > 0)
-    savings = grid_only - bills
+    savings = tot.grid_only - tot.bills
+    imports, exports = float(tot.imports.sum()), float(tot.exports.sum())
     summary = {
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "agents": n,
         "steps": n_steps,
         "step_minutes": sc.step_minutes,
@@ -167,17 +182,17 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         "average_p2p_price": float(price_weighted / volume) if volume > 0 else math.nan,
         "load_kwh": load_kwh,
         "pv_kwh": pv_kwh,
-        "grid_import_kwh": float(imports.sum()),
-        "grid_export_kwh": float(exports.sum()),
-        "self_sufficiency": metrics.self_sufficiency(float(imports.sum()), load_kwh),
-        "self_consumption": metrics.self_consumption(float(exports.sum()), pv_kwh),
-        "total_bill": float(bills.sum()),
-        "total_grid_only_bill": float(grid_only.sum()),
+        "grid_import_kwh": imports,
+        "grid_export_kwh": exports,
+        "self_sufficiency": metrics.self_sufficiency(imports, load_kwh),
+        "self_consumption": metrics.self_consumption(exports, pv_kwh),
+        "total_bill": float(tot.bills.sum()),
+        "total_grid_only_bill": float(tot.grid_only.sum()),
         **{f"savings_{k}": v for k, v in metrics.fairness(savings).items()},
         "steps_with_overload": int(sum(s["n_overloaded_lines"] > 0 for s in steps)),
         "steps_with_voltage_violation": int(sum(s["n_voltage_violations"] > 0 for s in steps)),
         "max_line_loading_pct": float(np.nanmax([s["max_line_loading_pct"] for s in steps]))
-        if cfg.grid != "none"
+        if env.grid != "none"
         else math.nan,
         "curtailed_kwh": float(sum(s["blocked_kwh"] for s in steps)),
         "fees_total": float(sum(s["fees_total"] for s in steps)),
@@ -190,13 +205,13 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
             "pv_kwp": float(sc.pv_kwp[i]),
             "battery_kwh": float(sc.battery_kwh[i]),
             "policy": type(policies[a]).__name__,
-            "bill": float(bills[i]),
-            "grid_only_bill": float(grid_only[i]),
+            "bill": float(tot.bills[i]),
+            "grid_only_bill": float(tot.grid_only[i]),
             "savings": float(savings[i]),
-            "p2p_sold_kwh": float(sold[i]),
-            "p2p_bought_kwh": float(bought[i]),
-            "grid_import_kwh": float(imports[i]),
-            "grid_export_kwh": float(exports[i]),
+            "p2p_sold_kwh": float(tot.sold[i]),
+            "p2p_bought_kwh": float(tot.bought[i]),
+            "grid_import_kwh": float(tot.imports[i]),
+            "grid_export_kwh": float(tot.exports[i]),
         }
         for i, a in enumerate(env.possible_agents)
     ]
@@ -205,15 +220,8 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         "summary": summary,
         "steps": steps,
         "agents": agents_rows,
-        "line_max_loading_pct": line_max.tolist(),
+        "line_max_loading_pct": tot.line_max.tolist(),
     }
-
-
-def _steps_per_day(scenario: str, env_kwargs: dict[str, Any]) -> int:
-    from p2p_gym.scenarios import load_scenario
-
-    sc = load_scenario(scenario, **env_kwargs.get("scenario_overrides", {}))
-    return sc.steps_per_day
 
 
 class _NoBar:
@@ -235,10 +243,12 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 def format_table(result: dict[str, Any]) -> str:
     """The printed report: KPIs then one line per agent."""
     s = result["summary"]
+    m = s["config"]["market"]
+    agents = s["config"]["agents"] if isinstance(s["config"]["agents"], str) else "custom"
     cur = "EUR"
     lines = [
-        f"p2p-gym run · {s['config']['scenario']} · {s['config']['mechanism']} · agents {s['config']['agents']} · "
-        f"{s['steps']} steps · grid {s['config']['grid']} · seed {s['config']['seed']} · {s['wall_seconds']:.1f} s",
+        f"p2p-gym run · {m['scenario']} · {m['mechanism']} · agents {agents} · {s['steps']} steps · "
+        f"grid {m['grid']} ({m['grid_policy']}) · seed {s['config']['seed']} · {s['wall_seconds']:.1f} s",
         "",
         "market",
         f"  welfare (−net grid cost)          {s['welfare']:10.2f} {cur}   (no trade {s['welfare_no_trade']:.2f}, "
@@ -349,52 +359,42 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``p2p-gym run`` (one per :class:`RunConfig` field)."""
+    """Arguments of ``p2p-gym run``: the run's own flags, then one flag per market option (from
+    :class:`~p2p_gym.sim.MarketConfig`)."""
     d = RunConfig()
-    parser.add_argument("--scenario", default=d.scenario, help="scenario name (default: %(default)s)")
-    parser.add_argument("--mechanism", default=d.mechanism, help="market mechanism (default: %(default)s)")
     parser.add_argument(
         "--agents", default=d.agents, help="agent policy name(s), comma-separated (default: %(default)s)"
     )
     parser.add_argument("--days", type=int, default=d.days, help="simulated days (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed (default: %(default)s)")
     parser.add_argument(
-        "--grid", default=d.grid, choices=["none", "linear", "ac"], help="grid check (default: %(default)s)"
-    )
-    parser.add_argument("--grid-policy", default=d.grid_policy, choices=["report", "block", "fee"])
-    parser.add_argument("--peer-selection", action="store_true", help="agents choose their peers")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument(
-        "--start-day", type=int, default=None, help="first day of the year (default: seeded random)"
+        "--config", default=None, help="YAML file of market options (flags override its values)"
     )
     parser.add_argument(
         "--out", default=None, help="write summary.json, steps.csv, agents.csv and PNG plots here"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    # episode_steps comes from --days; the optimum is always computed (the run reports efficiency)
+    add_config_arguments(parser, exclude=("episode_steps", "compute_optimum"))
 
 
-def main(args: argparse.Namespace) -> int:
-    """Entry point of ``p2p-gym run``."""
-    if args.days < 1:
-        print("error: --days must be ≥ 1", file=sys.stderr)
-        return 2
-    cfg = RunConfig(
-        scenario=args.scenario,
-        mechanism=args.mechanism,
+def config_from_namespace(args: argparse.Namespace) -> RunConfig:
+    """The :class:`RunConfig` of parsed arguments: market defaults < ``--config`` YAML < flags."""
+    base = MarketConfig.from_yaml(Path(args.config).read_text()) if args.config else None
+    return RunConfig(
+        market=config_from_args(args, base),
         agents=args.agents,
         days=args.days,
-        grid=args.grid,
-        grid_policy=args.grid_policy,
-        peer_selection=args.peer_selection,
         seed=args.seed,
-        start_day=args.start_day,
         out=args.out,
         progress=not args.no_progress,
     )
-    try:
-        result = simulate(cfg)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of ``p2p-gym run`` (errors are reported in one line by :func:`p2p_gym.cli.main`)."""
+    cfg = config_from_namespace(args)
+    result = simulate(cfg)
     print(format_table(result))
     if cfg.out:
         files = write_outputs(result, Path(cfg.out))
