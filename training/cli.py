@@ -5,10 +5,14 @@ Examples::
     p2p-gym train --algo ppo --scenario tiny --setting single --others zi-c --timesteps 50000 --seed 0
     p2p-gym train --algo sac --scenario default --mechanism uniform --setting shared --normalize-obs
     p2p-gym train --scenario tiny --mechanism bilateral --peer-selection --peer-k 1 --setting independent
+    p2p-gym train --scenario tiny --grid-policy fee --fee-per-kwh-km 0.1     # any market option
     p2p-gym train --lib rllib --scenario tiny --setting shared --timesteps 20000
     p2p-gym train --config runs/ppo-single-tiny-uniform-s0/config.yaml   # repeat a run exactly
 
-Flags override the values of ``--config``, which override the defaults of :class:`~training.config.TrainArgs`.
+The market options (``--scenario``, ``--mechanism``, ``--grid``, ``--peer-selection``, ``--episode-steps``,
+``--grid-policy``, ...) are derived from the fields of :class:`p2p_gym.sim.MarketConfig` and fill
+``TrainArgs.market``; ``--env-kw KEY=VALUE`` sets any of them by its field name. Flags override the values of
+``--config``, which override the defaults of :class:`~training.config.TrainArgs`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from p2p_gym.errors import P2PGymError
+from p2p_gym.sim import add_config_arguments, config_from_args, field_names
 from training.config import ALGOS, LIBS, SETTINGS, TrainArgs, TrainConfigError
 
 
@@ -39,15 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algo", choices=ALGOS, default=s, help="algorithm (default: ppo)")
     parser.add_argument("--lib", choices=LIBS, default=s, help="library (default: sb3)")
     parser.add_argument("--setting", choices=SETTINGS, default=s, help="training setting (default: shared)")
-    parser.add_argument("--scenario", default=s, help="scenario name (default: default)")
-    parser.add_argument("--mechanism", default=s, help="market mechanism (default: uniform)")
-    parser.add_argument("--grid", default=s, help="grid check: none, linear, ac (default: linear)")
-    parser.add_argument("--peer-selection", action=bool_flag, default=s, help="per-peer scores in the action")
-    parser.add_argument("--peer-k", type=int, default=s, help="accept the top-k scored peers")
-    parser.add_argument("--episode-steps", type=int, default=s, help="steps per episode (default: 96)")
     parser.add_argument(
         "--env-kw", type=_key_value, action="append", default=s, metavar="KEY=VALUE",
-        help="extra environment keyword argument (repeatable), e.g. grid_policy=fee",
+        help="set a market option by its field name (repeatable), e.g. grid_policy=fee; an alias of the "
+        "market options below",
     )  # fmt: skip
     parser.add_argument("--timesteps", type=int, default=s, help="training budget in env steps")
     parser.add_argument("--seed", type=int, default=s, help="seed (default: 0)")
@@ -69,33 +70,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=s, help="torch device (default: cpu)")
     parser.add_argument("--ray-address", default=s, help="rllib: address of an existing Ray cluster")
     parser.add_argument("--ray-num-cpus", type=int, default=s, help="rllib: CPUs of the local cluster")
+    add_config_arguments(parser, group_title="market options")
 
 
 def args_from_namespace(ns: argparse.Namespace) -> TrainArgs:
-    """Merge defaults < ``--config`` YAML < flags into :class:`TrainArgs`."""
-    given = {k: v for k, v in vars(ns).items() if k not in ("command", "config")}
+    """Merge defaults < ``--config`` YAML < flags into :class:`TrainArgs`.
+
+    Market flags (``None`` = not given) and ``--env-kw`` entries are layered over the config's ``market``.
+    Without ``--out``, a run whose name changes (``--seed``, ``--algo``, ``--scenario``, ...) gets its own
+    default directory instead of the config's.
+    """
+    market_names = set(field_names())
+    raw = vars(ns)
+    given = {k: v for k, v in raw.items() if k not in ("command", "config") and k not in market_names}
     data: dict[str, Any] = {}
     if getattr(ns, "config", None):
         data = TrainArgs.from_yaml(ns.config).to_dict()
         if any(k in given and given[k] != data.get(k) for k in ("algo", "lib")):
             data["hyperparams"] = {}  # the saved hyperparameters belong to the other algorithm
-        if "out" not in given and any(
-            k in given for k in ("seed", "algo", "setting", "scenario", "mechanism")
-        ):
-            data.pop("out", None)  # a changed run gets its own default name
+    saved = dict(data)
     if "hp" in given:
         data["hyperparams"] = {**data.get("hyperparams", {}), **dict(given.pop("hp"))}
+    market: dict[str, Any] = dict(data.get("market") or {})
     if "env_kw" in given:
-        data["env_kwargs"] = {**data.get("env_kwargs", {}), **dict(given.pop("env_kw"))}
+        market.update(_env_kw(given.pop("env_kw"), raw))
+    data["market"] = config_from_args(ns, base=market)
     data.update(given)
-    return TrainArgs.from_dict(data)
+    args = TrainArgs.from_dict(data)
+    if saved and "out" not in given and TrainArgs.from_dict(saved).run_name != args.run_name:
+        data.pop("out", None)  # a changed run gets its own default name
+        args = TrainArgs.from_dict(data)
+    return args
+
+
+def _env_kw(items: list[tuple[str, Any]], flags: dict[str, Any]) -> dict[str, Any]:
+    """``--env-kw`` entries as market options (unknown keys and clashes with a market flag raise)."""
+    out: dict[str, Any] = {}
+    names = field_names()
+    for key, value in items:
+        if key not in names:
+            raise TrainConfigError(f"--env-kw {key}: unknown market option; options are {list(names)}")
+        flag = flags.get(key)
+        if flag is not None and key != "scenario_overrides" and flag != value:
+            raise TrainConfigError(
+                f"--env-kw {key}={value!r} contradicts --{key.replace('_', '-')} {flag!r}; give one"
+            )
+        out[key] = value
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``p2p-gym train``."""
     try:
         targs = args_from_namespace(args)
-    except TrainConfigError as err:
+    except P2PGymError as err:  # TrainConfigError, or EnvConfigError of a market option (both name the field)
         print(f"p2p-gym train: error: {err}")
         return 2
     print(

@@ -1,5 +1,9 @@
 """Arguments of ``p2p-gym train``: a dataclass with one docstring per field, loadable from YAML.
 
+The environment options are one nested :class:`~p2p_gym.sim.MarketConfig` (``market: {...}`` in YAML); run
+configs of earlier versions, with flat ``scenario``, ``mechanism``, ``grid``, ``peer_selection``, ``peer_k``,
+``episode_steps`` and ``env_kwargs`` keys, still load (:meth:`TrainArgs.from_dict` folds them into ``market``).
+
 Precedence: dataclass defaults < YAML file (``--config``) < command-line flags. The resolved arguments
 (with the default hyperparameters of the algorithm merged in) are written to ``<run>/config.yaml``, so
 ``p2p-gym train --config runs/NAME/config.yaml`` repeats the run exactly.
@@ -7,7 +11,10 @@ Precedence: dataclass defaults < YAML file (``--config``) < command-line flags. 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +22,7 @@ from typing import Any
 import yaml
 
 from p2p_gym.errors import P2PGymError
+from p2p_gym.sim import MarketConfig
 
 ALGOS = ("ppo", "a2c", "sac", "td3")
 SETTINGS = ("shared", "independent", "single")
@@ -87,7 +95,13 @@ class TrainConfigError(P2PGymError, ValueError):
 
 @dataclass
 class TrainArgs:
-    """Arguments of ``p2p-gym train`` (every field is also a key of the YAML config)."""
+    """Arguments of ``p2p-gym train`` (every field is also a key of the YAML config).
+
+    The environment options are one field, ``market``; ``scenario``, ``mechanism`` and ``peer_selection`` read
+    it. For callers of earlier versions the constructor (and :meth:`from_dict`) still takes ``scenario``,
+    ``mechanism``, ``grid``, ``peer_selection``, ``peer_k``, ``episode_steps`` and ``env_kwargs`` and folds them
+    into ``market``.
+    """
 
     algo: str = "ppo"
     """Algorithm: ppo, a2c, sac or td3 (stable-baselines3); with ``lib: rllib`` only ppo."""
@@ -96,20 +110,9 @@ class TrainArgs:
     setting: str = "shared"
     """shared (one policy, parameter sharing over all agents), independent (one policy per agent, trained
     together) or single (one learner among fixed rule-based agents)."""
-    scenario: str = "default"
-    """Scenario name (``p2p-gym scenarios`` lists them)."""
-    mechanism: str = "uniform"
-    """Market mechanism: uniform, pay_as_bid, cda, bilateral, mmr, sdr, bill_sharing."""
-    grid: str = "linear"
-    """Grid check of the environment: none, linear or ac."""
-    peer_selection: bool = False
-    """Add per-peer scores to the action (partner choice in the bilateral market)."""
-    peer_k: int | None = None
-    """With peer selection: accept the k highest-scored peers (default: those with a positive score)."""
-    episode_steps: int = 96
-    """Steps per episode (96 = one day of 15-minute intervals)."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Further keyword arguments of the environment (e.g. ``grid_policy: fee``, ``preference: distance``)."""
+    market: MarketConfig = field(default_factory=MarketConfig)
+    """Options of the market environment (:class:`p2p_gym.sim.MarketConfig`: scenario, mechanism, grid,
+    peer_selection, episode_steps, peer_k, grid_policy, ...); in YAML a nested mapping ``market: {...}``."""
     timesteps: int = 100_000
     """Training budget in environment steps of the learner's own experience (``shared``: summed over all
     agents, as each agent is one sub-env; ``independent``: per agent)."""
@@ -153,6 +156,12 @@ class TrainArgs:
     """``lib: rllib``: CPUs of the local Ray cluster."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.market, Mapping):
+            self.market = MarketConfig.from_dict(self.market)  # EnvConfigError names the option
+        if not isinstance(self.market, MarketConfig):
+            raise TrainConfigError(
+                f"market: expected a MarketConfig or a mapping of its options, got {type(self.market).__name__}"
+            )
         _choice("algo", self.algo, ALGOS)
         _choice("lib", self.lib, LIBS)
         _choice("setting", self.setting, SETTINGS)
@@ -165,7 +174,7 @@ class TrainArgs:
                 "normalize_obs, normalize_reward: stable-baselines3 (VecNormalize) only; with lib 'rllib' both must be "
                 "false"
             )
-        for name in ("timesteps", "episode_steps", "n_envs", "rounds", "eval_episodes", "torch_threads"):
+        for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "torch_threads"):
             if int(getattr(self, name)) < 1:
                 raise TrainConfigError(f"{name}: must be ≥ 1, got {getattr(self, name)!r}")
         for name in ("eval_freq", "checkpoint_freq"):
@@ -200,22 +209,31 @@ class TrainArgs:
         return {**defaults, **self.hyperparams}
 
     @property
+    def scenario(self) -> str:
+        """The scenario name (``market.scenario``)."""
+        return self.market.scenario
+
+    @property
+    def mechanism(self) -> str:
+        """The market mechanism (``market.mechanism``)."""
+        return self.market.mechanism
+
+    @property
+    def peer_selection(self) -> bool:
+        """Whether the action holds per-peer scores (``market.peer_selection``)."""
+        return self.market.peer_selection
+
+    @property
     def env_config(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`p2p_gym.parallel_env`."""
-        cfg: dict[str, Any] = {
-            "scenario": self.scenario,
-            "mechanism": self.mechanism,
-            "grid": self.grid,
-            "peer_selection": self.peer_selection,
-            "episode_steps": self.episode_steps,
-        }
-        if self.peer_k is not None:
-            cfg["peer_k"] = self.peer_k
-        return {**cfg, **self.env_kwargs}
+        """Keyword arguments of :func:`p2p_gym.parallel_env`: ``market.to_dict()`` (a plain dict, as RLlib's
+        ``env_config`` must be)."""
+        return self.market.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields, with the resolved hyperparameters and run directory (for config.yaml)."""
-        d = dataclasses.asdict(self)
+        """Plain dict of the fields (``market`` nested), with the resolved hyperparameters and run directory (for
+        config.yaml)."""
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        d["market"] = self.market.to_dict()
         d["hyperparams"] = self.resolved_hyperparams
         d["out"] = str(self.run_dir)
         return d
@@ -225,16 +243,24 @@ class TrainArgs:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainArgs:
-        """Build from a dict, rejecting unknown keys."""
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainArgs:
+        """Build from a dict, rejecting unknown keys.
+
+        ``market`` is a mapping of :class:`~p2p_gym.sim.MarketConfig` options (or a config). Run configs of earlier
+        versions load too: their flat keys ``scenario``, ``mechanism``, ``grid``, ``peer_selection``, ``peer_k``,
+        ``episode_steps`` and the entries of ``env_kwargs`` are folded into ``market``; ``batched`` is dropped
+        (always batched now).
+        """
+        if not isinstance(data, Mapping):
+            raise TrainConfigError(
+                f"config: expected a mapping of TrainArgs fields, got {type(data).__name__}"
+            )
+        data = {k: v for k, v in data.items() if k != "batched"}
         names = {f.name for f in dataclasses.fields(cls)}
-        data = {
-            k: v for k, v in data.items() if k != "batched"
-        }  # run configs of earlier versions: always batched now
-        unknown = set(data) - names
+        unknown = set(data) - names - set(LEGACY_MARKET_KEYS)
         if unknown:
             raise TrainConfigError(f"config: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**data)
+        return cls(**data)  # the constructor folds the old keys into market
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainArgs:
@@ -243,6 +269,22 @@ class TrainArgs:
         if not isinstance(data, dict):
             raise TrainConfigError(f"config: {path} must hold a mapping, got {type(data).__name__}")
         return cls.from_dict(data)
+
+
+_dataclass_init = TrainArgs.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_folding_old_keys(self: TrainArgs, *args: Any, **kwargs: Any) -> None:
+    """The dataclass constructor, also taking the keyword arguments of earlier versions (``scenario=...``,
+    ``grid=...``, ``env_kwargs={...}``, see :data:`LEGACY_MARKET_KEYS`), which are folded into ``market``."""
+    legacy = {k: kwargs.pop(k) for k in LEGACY_MARKET_KEYS if k in kwargs}
+    if legacy:
+        kwargs["market"] = _fold_legacy(legacy, kwargs.get("market"))
+    _dataclass_init(self, *args, **kwargs)
+
+
+TrainArgs.__init__ = _init_folding_old_keys  # type: ignore[method-assign]
 
 
 #: Keys accepted in ``hyperparams`` besides the defaults (other constructor arguments of the models).
@@ -266,6 +308,40 @@ _EXTRA_HP: dict[str, set[str]] = {
     },
     "rllib": {"entropy_coeff", "vf_loss_coeff", "kl_coeff", "grad_clip", "vf_clip_param", "use_kl_loss"},
 }
+
+
+#: Keys of run configs of earlier versions that are :class:`~p2p_gym.sim.MarketConfig` options now.
+LEGACY_MARKET_KEYS: tuple[str, ...] = (
+    "scenario",
+    "mechanism",
+    "grid",
+    "peer_selection",
+    "peer_k",
+    "episode_steps",
+    "env_kwargs",
+)
+
+
+def _fold_legacy(legacy: dict[str, Any], market: Any) -> dict[str, Any]:
+    """The ``market`` mapping of an old-style config: its flat keys and ``env_kwargs`` entries, under ``market``
+    (a key given both ways must agree)."""
+    env_kwargs = legacy.pop("env_kwargs", None) or {}
+    if not isinstance(env_kwargs, Mapping):
+        raise TrainConfigError(f"env_kwargs: expected a mapping of market options, got {env_kwargs!r}")
+    flat = {**legacy, **env_kwargs}
+    if "max_cycles" in flat:  # parallel_env's alias of episode_steps (it won over episode_steps there)
+        flat["episode_steps"] = flat.pop("max_cycles")
+    if market is None:
+        return flat
+    nested = market.to_dict() if isinstance(market, MarketConfig) else market
+    if not isinstance(nested, Mapping):
+        raise TrainConfigError(f"market: expected a mapping of options, got {type(nested).__name__}")
+    for key, value in flat.items():
+        if key in nested and nested[key] != value:
+            raise TrainConfigError(
+                f"{key}: given as {value!r} (old flat key) and as market.{key}={nested[key]!r}; keep one"
+            )
+    return {**flat, **nested}
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

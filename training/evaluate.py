@@ -47,10 +47,10 @@ def evaluate(
     """Play the trained policy and each baseline; returns ``{"policy": ..., "<baseline>": ...}``."""
     args, learned = load_run(run)
     seed = args.seed + 2_000_000 if seed is None else seed
-    results = {"policy": play(args.env_config, mixed_factory(learned, args.others), episodes, seed)}
+    results = {"policy": play(args.market, mixed_factory(learned, args.others), episodes, seed)}
     for name in baselines:
         results[name] = play(
-            args.env_config, mixed_factory(learned, args.others, fill_learned_slots=name), episodes, seed
+            args.market, mixed_factory(learned, args.others, fill_learned_slots=name), episodes, seed
         )
     return results
 
@@ -66,7 +66,7 @@ def main(ns: argparse.Namespace) -> int:
     results = evaluate(run, ns.episodes, ns.seed, baselines)
     slots = list(learned)
     print(f"run {run} ({args.lib}/{args.algo}, setting {args.setting}, {args.scenario}/{args.mechanism}), "
-          f"{ns.episodes} episodes of {args.episode_steps} steps")  # fmt: skip
+          f"{ns.episodes} episodes of {args.market.episode_steps} steps")  # fmt: skip
     names = list(results)
     print("\nmean episode reward (currency) of the learned slots:")
     print(f"  {'agent':<14}" + "".join(f"{n:>14}" for n in names))

@@ -1,5 +1,6 @@
 """Policies for training and evaluation: trained models behind the :mod:`agents` protocol, rule-based
-baselines by name, and a roll-out loop that plays a policy per agent in the parallel environment."""
+baselines by name, and :func:`play`, which plays a policy per agent in the parallel environment (on the one
+roll-out loop :func:`p2p_gym.rollout.play`) and summarises rewards and market KPIs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from p2p_gym import rollout
 from p2p_gym.envs import P2PMarketEnv, parallel_env
+from p2p_gym.sim import MarketConfig
 
 
 class ModelPolicy:
@@ -62,51 +65,60 @@ PolicyFactory = Callable[[P2PMarketEnv, str], Any]
 
 
 def play(
-    env_config: Mapping[str, Any],
+    env_config: Mapping[str, Any] | MarketConfig,
     policies: Mapping[str, Any] | PolicyFactory,
     episodes: int = 3,
     seed: int = 0,
 ) -> PlayResult:
-    """Play ``episodes`` episodes with one policy per agent.
+    """Play ``episodes`` episodes with one policy per agent (on the roll-out loop :func:`p2p_gym.rollout.play`).
 
     Args:
-        env_config: keyword arguments of :func:`p2p_gym.parallel_env`.
+        env_config: keyword arguments of :func:`p2p_gym.parallel_env`, or a :class:`~p2p_gym.sim.MarketConfig`.
         policies: agent id -> policy (``act(obs, rng)``), or a factory ``(env, agent_id) -> policy`` called once
             on a fresh environment (rule-based agents need the env to read its scenario).
         episodes: number of episodes; episode ``e`` is reset with seed ``seed + e`` (so two calls with the same
             seed play the same days).
         seed: base seed.
+
+    The policies draw from the environment's generator ``env.rng`` (re-seeded by each reset), so an episode's
+    random actions follow from its seed alone.
     """
-    env = parallel_env(**dict(env_config))
+    if isinstance(env_config, MarketConfig):
+        env = parallel_env(config=env_config)
+    else:
+        env = parallel_env(**dict(env_config))
     agent_ids = list(env.possible_agents)
     pol = {a: policies(env, a) for a in agent_ids} if callable(policies) else dict(policies)
-    totals = np.zeros((episodes, len(agent_ids)))
     kpi_sum: dict[str, float] = {}
     kpi_n: dict[str, int] = {}
-    for e in range(episodes):
-        obs, _ = env.reset(seed=seed + e)
-        for p in pol.values():
-            if hasattr(p, "reset"):
-                p.reset()
-        done = False
-        while not done:
-            actions = {a: np.asarray(pol[a].act(obs[a], env.rng), dtype=np.float32) for a in agent_ids}
-            obs, rew, term, trunc, infos = env.step(actions)
-            totals[e] += [rew[a] for a in agent_ids]
-            for a in agent_ids:
-                if hasattr(pol[a], "observe_result"):
-                    pol[a].observe_result(infos[a])
-            for key, value in (infos[agent_ids[0]].get("market") or {}).items():
-                if isinstance(value, (int, float, np.number)) and math.isfinite(float(value)):
-                    kpi_sum[key] = kpi_sum.get(key, 0.0) + float(value)
-                    kpi_n[key] = kpi_n.get(key, 0) + 1
-            done = any(term.values()) or any(trunc.values())
-    env.close()
+
+    def add_kpis(env: Any, infos: Mapping[str, Any], rewards: Mapping[str, float]) -> None:
+        for key, value in (infos[agent_ids[0]].get("market") or {}).items():
+            if isinstance(value, (int, float, np.number)) and math.isfinite(float(value)):
+                kpi_sum[key] = kpi_sum.get(key, 0.0) + float(value)
+                kpi_n[key] = kpi_n.get(key, 0) + 1
+
+    try:
+        played = rollout.play(env, pol, _EnvRng(env), episodes=episodes, seed=seed, on_step=add_kpis)
+    finally:
+        env.close()
+    totals = np.asarray([ep.returns for ep in played], dtype=np.float64).reshape(episodes, len(agent_ids))
     return PlayResult(
         episode_reward={a: float(totals[:, i].mean()) for i, a in enumerate(agent_ids)},
         episode_reward_std={a: float(totals[:, i].std()) for i, a in enumerate(agent_ids)},
         market={k: kpi_sum[k] / kpi_n[k] for k in kpi_sum},
     )
+
+
+class _EnvRng:
+    """The generator ``env.rng`` of the moment: a reset with a seed replaces it, so the roll-out loop gets this
+    proxy, which every draw reaches through, instead of the generator before the first reset."""
+
+    def __init__(self, env: P2PMarketEnv) -> None:
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env.rng, name)
 
 
 def mixed_factory(

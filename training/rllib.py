@@ -48,7 +48,7 @@ def build_config(args: TrainArgs) -> Any:
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    agent_ids = list(parallel_env(**args.env_config).possible_agents)
+    agent_ids = list(parallel_env(config=args.market).possible_agents)
     mapping = module_ids(args, agent_ids)
     policies = sorted(set(mapping.values()))
     hp = dict(args.resolved_hyperparams)
@@ -111,7 +111,7 @@ def train(args: TrainArgs) -> Path:
     register_env(ENV_NAME, _make_env)
     t0 = time.perf_counter()
     algo = build_config(args).build_algo()
-    agent_ids = list(parallel_env(**args.env_config).possible_agents)
+    agent_ids = list(parallel_env(config=args.market).possible_agents)
     mapping = module_ids(args, agent_ids)
     evaluator = Evaluator(args, agent_ids, run / EVAL_FILE)
     writer = SummaryWriter(str(run))
@@ -175,7 +175,7 @@ def load_policies(run: Path, args: TrainArgs) -> dict[str, ModelPolicy]:
     """The trained RLModule of every agent of an RLlib run (agent id -> policy); needs no running Ray cluster."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    agent_ids = list(parallel_env(**args.env_config).possible_agents)
+    agent_ids = list(parallel_env(config=args.market).possible_agents)
     mapping = module_ids(args, agent_ids)
     base = (run / CHECKPOINT_DIR / "learner_group" / "learner" / "rl_module").resolve()
     modules = {m: RLModule.from_checkpoint(str(base / m)) for m in set(mapping.values())}

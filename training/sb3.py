@@ -142,7 +142,7 @@ class Evaluator:
         if self._baselines is None:
             self._baselines = {
                 name: play(
-                    self.args.env_config,
+                    self.args.market,
                     mixed_factory(dict.fromkeys(self.slots), self.args.others, fill_learned_slots=name),
                     self.args.eval_episodes,
                     self.seed,
@@ -154,7 +154,7 @@ class Evaluator:
     def evaluate(self, learned: Mapping[str, Any], timesteps: int) -> dict[str, float]:
         """Play the learned policies; append and return the row (timesteps, learner, one column per baseline)."""
         result = play(
-            self.args.env_config, mixed_factory(learned, self.args.others), self.args.eval_episodes, self.seed
+            self.args.market, mixed_factory(learned, self.args.others), self.args.eval_episodes, self.seed
         )
         self.last = result
         row: dict[str, float] = {"timesteps": float(timesteps), "learner": result.mean_over(self.slots)}
@@ -186,7 +186,7 @@ def _single_vec_env(args: TrainArgs, agent: str, others: Any) -> Any:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     def make() -> Any:
-        env = parallel_env(**args.env_config)
+        env = parallel_env(config=args.market)
         pol = (
             others
             if isinstance(others, Mapping)
@@ -201,7 +201,7 @@ def _shared_vec_env(args: TrainArgs) -> Any:
     from stable_baselines3.common.vec_env import VecMonitor
 
     # The n_envs episodes are stepped together by the vector env (one simulation step for the whole batch).
-    venv = batched_vec_env(args.n_envs, args.seed, **args.env_config)
+    venv = batched_vec_env(args.n_envs, args.seed, config=args.market)
     return _wrap(VecMonitor(venv), args)
 
 
@@ -231,7 +231,7 @@ def train(args: TrainArgs) -> Path:
 
 
 def _agent_ids(args: TrainArgs) -> list[str]:
-    return list(parallel_env(**args.env_config).possible_agents)
+    return list(parallel_env(config=args.market).possible_agents)
 
 
 def _train_one(args: TrainArgs, run: Path) -> None:

@@ -61,6 +61,7 @@ def test_train_every_algo_and_setting(algo: str, setting: str, tmp_path: Path) -
     cli("train", "--algo", algo, "--setting", setting, *TINY, *SMALL_HP[algo], "--out", str(run))
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["algo"] == algo and cfg["setting"] == setting and cfg["seed"] == 0
+    assert cfg["market"]["scenario"] == "tiny" and cfg["market"]["episode_steps"] == 16
     zips = [run / "model.zip"] if setting != "independent" else sorted(run.glob("agents/*/model.zip"))
     assert zips and all(z.exists() for z in zips)
     if setting == "independent":
@@ -91,12 +92,21 @@ def test_default_run_name_config_reproduces_and_evaluate_policy(tmp_path: Path) 
     assert "prosumer_0" in out and "zi-c" in out and "truthful" in out and "p2p_volume_kwh" in out
 
 
-def test_bad_arguments_are_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--hp", "no_such_hp=1"], "no_such_hp"),
+        (["--env-kw", "no_such_option=1"], "no_such_option"),
+        (["--grid", "none", "--grid-policy", "block"], "grid_policy"),
+    ],
+)
+def test_bad_arguments_are_reported(argv: list[str], named: str, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "p2p_gym.cli", "train", "--scenario", "tiny", "--hp", "no_such_hp=1"],
+        [sys.executable, "-m", "p2p_gym.cli", "train", "--scenario", "tiny", *argv],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         check=False,
     )
-    assert proc.returncode == 2 and "no_such_hp" in proc.stdout
+    assert proc.returncode == 2 and named in proc.stdout, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr

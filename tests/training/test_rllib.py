@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("ray.rllib")
 
@@ -20,10 +21,12 @@ def test_rllib_train_and_evaluate(setting: str, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "p2p_gym.cli", "train", "--lib", "rllib", "--setting", setting]
     cmd += ["--scenario", "tiny", "--episode-steps", "16", "--timesteps", "128", "--eval-episodes", "1"]
     cmd += ["--hp", "train_batch_size_per_learner=64", "--hp", "minibatch_size=32", "--hp", "num_epochs=1"]
-    cmd += ["--ray-num-cpus", "1", "--no-progress", "--out", str(run)]
+    cmd += ["--grid-policy", "fee", "--ray-num-cpus", "1", "--no-progress", "--out", str(run)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (run / "config.yaml").exists() and (run / "checkpoint" / "rllib_checkpoint.json").exists()
+    market = yaml.safe_load((run / "config.yaml").read_text())["market"]
+    assert market["scenario"] == "tiny" and market["episode_steps"] == 16 and market["grid_policy"] == "fee"
     modules = {
         p.name
         for p in (run / "checkpoint" / "learner_group" / "learner" / "rl_module").iterdir()
@@ -42,3 +45,19 @@ def test_rllib_train_and_evaluate(setting: str, tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 0 and "prosumer_3" in out.stdout, out.stdout + out.stderr
+
+
+def test_rllib_env_config_is_the_plain_market_dict() -> None:
+    """RLlib gets ``market.to_dict()`` as ``env_config`` (plain data), and its env factory builds that market."""
+    from p2p_gym.sim import MarketConfig
+    from training.config import TrainArgs
+    from training.rllib import _make_env, build_config
+
+    market = MarketConfig(
+        scenario="tiny", grid="none", episode_steps=8, grid_policy="fee", peer_selection=True
+    )
+    args = TrainArgs(lib="rllib", market=market)
+    cfg = build_config(args)
+    assert dict(cfg.env_config) == market.to_dict()
+    env = _make_env(cfg.env_config)
+    assert env.par_env.config == market
