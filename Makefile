@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow lint bench install clean
+.PHONY: run test test-slow lint speed install clean
 
 # pip installs the exact versions tested on this Python (constraints-py311.txt for 3.11) within the ranges of
 # pyproject.toml. After an upgrade, once the tests pass, regenerate that file with
@@ -38,7 +38,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
+# Speed benchmarks (benchmarks/, ratios measured side by side); the RL benchmark is `p2p-gym rl-bench`.
+speed: $(STAMP)
 	$(BIN)/python benchmarks/grid_check.py
 	$(BIN)/python benchmarks/clearing.py
 	$(BIN)/python benchmarks/admm.py

@@ -20,7 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli", "Train bidding / peer-selection policies (stable-baselines3 or RLlib)."),
     "evaluate-policy": ("training.evaluate", "Play a trained policy in the environment."),
     "eval": ("eval.matrix", "Evaluate policies x mechanisms and write a report."),
-    "bench": ("eval.bench", "Benchmark RL libraries on the named tasks."),
+    "rl-bench": (
+        "eval.rl_bench",
+        "Benchmark RL libraries on the named tasks (speed benchmarks: benchmarks/).",
+    ),
 }
 
 

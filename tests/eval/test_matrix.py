@@ -135,8 +135,7 @@ def test_trained_run_directory_as_policy(tmp_path: Path) -> None:
 
     run = train(
         TrainArgs(
-            scenario="tiny",
-            grid="none",
+            market=MarketConfig(scenario="tiny", grid="none"),
             timesteps=256,
             hyperparams={"n_steps": 64, "batch_size": 64},
             eval_freq=0,

@@ -9,7 +9,7 @@ learned scores vs the same slot with ``zi-c+random-k:k``, on the same held-out d
 
 Usage::
 
-    python benchmarks/peer_selection.py                     # 3 seeds x 20000 steps, learner prosumer_0, k = 2
+    python -m eval.peer_selection                     # 3 seeds x 20000 steps, learner prosumer_0, k = 2
 """
 
 from __future__ import annotations
@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from p2p_gym.envs import parallel_env
 from p2p_gym.wrappers import SingleAgentEnv

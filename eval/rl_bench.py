@@ -1,4 +1,4 @@
-"""``p2p-gym bench``: named benchmark tasks, reference scores and a normalised score for RL libraries.
+"""``p2p-gym rl-bench``: named benchmark tasks, reference scores and a normalised score for RL libraries.
 
 **Score.** ``R`` = the community's gains from trade per episode (currency): Σ over the episode's steps of
 welfare − welfare without trading, with every agent playing the evaluated policy, averaged over
@@ -9,7 +9,7 @@ tasks have no batteries, so the physical positions and hence the optimum do not 
 The normalised score is ``(R − R_random) / (R_optimum − R_random)``: 0 = random, 1 = the optimum, by
 construction (:func:`p2p_gym.metrics.normalised_score`).
 
-**Training.** ``p2p-gym bench --algos ppo,a2c,sac --timesteps 2048`` trains each stable-baselines3 algorithm
+**Training.** ``p2p-gym rl-bench --algos ppo,a2c,sac --timesteps 2048`` trains each stable-baselines3 algorithm
 (parameter sharing, ``setting="shared"``, through :mod:`training`) and RLlib PPO (``--rllib``, when ray and
 :mod:`training.rllib` are importable) on every task, then scores the trained policy; the table lists score,
 normalised score, env steps and wall time. The default budgets are tiny (a smoke benchmark that runs in
@@ -17,8 +17,8 @@ minutes on 2 cores), far from convergence; raise ``--timesteps`` for real compar
 
 Example::
 
-    p2p-gym bench --tasks tiny-uniform-v0 --algos ppo --timesteps 2048 --out reports/bench
-    p2p-gym bench --references-only
+    p2p-gym rl-bench --tasks tiny-uniform-v0 --algos ppo --timesteps 2048 --out reports/bench
+    p2p-gym rl-bench --references-only
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def train_and_score(
     task: BenchTask, algo: str, lib: str, timesteps: int, seed: int, workdir: Path
 ) -> dict[str, Any]:
     """Train ``algo`` of ``lib`` on ``task`` (shared policy) and score it; errors are reported in the row."""
+    from p2p_gym.sim import MarketConfig
     from training.config import TrainArgs
 
     row: dict[str, Any] = {"task": task.name, "lib": lib, "algo": algo, "env_steps": timesteps}
@@ -141,11 +142,7 @@ def train_and_score(
             algo=algo,
             lib=lib,
             setting="shared",
-            scenario=task.scenario,
-            mechanism=task.mechanism,
-            grid=task.grid,
-            episode_steps=task.episode_steps,
-            env_kwargs=dict(task.env_kwargs),
+            market=MarketConfig.from_dict(task.env_config),
             timesteps=timesteps,
             seed=seed,
             out=str(workdir / f"{task.name}-{lib}-{algo}-s{seed}"),
@@ -204,7 +201,7 @@ def format_table(refs: dict[str, dict[str, float]], rows: list[dict[str, Any]]) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``p2p-gym bench``."""
+    """Arguments of ``p2p-gym rl-bench``."""
     parser.add_argument("--tasks", default=",".join(TASKS), help="task ids, comma-separated (default: all)")
     parser.add_argument(
         "--algos", default="ppo,a2c", help="stable-baselines3 algorithms (default: %(default)s)"
@@ -220,7 +217,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Entry point of ``p2p-gym bench``."""
+    """Entry point of ``p2p-gym rl-bench``."""
     if args.list:
         for t in TASKS.values():
             print(
@@ -230,7 +227,9 @@ def main(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
     unknown = [n for n in names if n not in TASKS]
     if unknown:
-        print(f"p2p-gym bench: error: unknown task(s) {unknown}; choose from {list(TASKS)}", file=sys.stderr)
+        print(
+            f"p2p-gym rl-bench: error: unknown task(s) {unknown}; choose from {list(TASKS)}", file=sys.stderr
+        )
         return 2
     refs: dict[str, dict[str, float]] = {}
     rows: list[dict[str, Any]] = []

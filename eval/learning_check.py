@@ -9,8 +9,8 @@ for every seed. Prints the budget, the wall time and the profits; saves the curv
 
 Usage::
 
-    python benchmarks/learning_check.py                       # documented budget (5 seeds x 50000 steps)
-    python benchmarks/learning_check.py --seeds 0 1 2 3 4 --timesteps 50000
+    python -m eval.learning_check                       # documented budget (5 seeds x 50000 steps)
+    python -m eval.learning_check --seeds 0 1 2 3 4 --timesteps 50000
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from p2p_gym.sim import MarketConfig
+from training.config import TrainArgs
+from training.sb3 import EVAL_FILE, train
 
-from training.config import TrainArgs  # noqa: E402 - after the path setup for running as a script
-from training.sb3 import EVAL_FILE, train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(seeds: list[int], timesteps: int, agent: str, eval_freq: int, eval_episodes: int, out: Path) -> dict:
@@ -38,11 +38,9 @@ def run(seeds: list[int], timesteps: int, agent: str, eval_freq: int, eval_episo
         args = TrainArgs(
             algo="ppo",
             setting="single",
-            scenario="tiny",
-            mechanism="uniform",
+            market=MarketConfig(scenario="tiny", mechanism="uniform", episode_steps=96),
             agent=agent,
             others="zi-c",
-            episode_steps=96,
             timesteps=timesteps,
             seed=seed,
             normalize_obs=True,

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from eval import bench
+from eval import rl_bench as bench
 
 
 @pytest.fixture(scope="module")
