@@ -3,6 +3,8 @@
 * :class:`P2PProblem` (validated instance) → :func:`solve_centralized` (cvxpy, Clarabel) or :func:`solve_admm`
   (decentralised ADMM of Le Goff Latimier & Ben Ahmed 2023, §4–6) → :class:`P2PSolution`;
 * :func:`step_optimum`: the welfare optimum of one scenario step given the agents' positions;
+* :func:`episode_optimum` → :class:`EpisodeOptimum`: the welfare optimum of a whole episode with perfect
+  foresight (batteries, generators, tariff, optional DC line limits); :func:`episode_efficiency` against it;
 * builders: :func:`from_positions` (one environment step with the grid supplier as peers),
   :func:`from_scenario_step`, :func:`ieee39_problem` (the 39-bus market of Chernova's thesis);
 * exogenous network fees γ (Le Goff Latimier & Ben Ahmed 2023, eq. 12): :func:`uniform_fees`,
@@ -20,6 +22,7 @@ from p2p_gym.optim.builders import (
     random_market,
 )
 from p2p_gym.optim.centralized import DEFAULT_ALPHA, solve_centralized, solve_pool
+from p2p_gym.optim.episode import EpisodeOptimum, episode_efficiency, episode_optimum
 from p2p_gym.optim.fees import distance_fees, uniform_fees, zonal_fees
 from p2p_gym.optim.problem import InfeasibleError, P2PProblem, P2PSolution
 from p2p_gym.optim.step_optimum import step_optimum
@@ -27,10 +30,13 @@ from p2p_gym.optim.step_optimum import step_optimum
 __all__ = [
     "DEFAULT_ALPHA",
     "AsyncConfig",
+    "EpisodeOptimum",
     "InfeasibleError",
     "P2PProblem",
     "P2PSolution",
     "distance_fees",
+    "episode_efficiency",
+    "episode_optimum",
     "from_positions",
     "from_scenario_step",
     "ieee39_problem",
