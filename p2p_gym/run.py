@@ -39,8 +39,8 @@ class RunConfig:
     """Arguments of ``p2p-gym run``: the market (every option of :class:`~p2p_gym.sim.MarketConfig`) and the run."""
 
     market: MarketConfig = field(default_factory=MarketConfig)
-    """The simulated market; ``compute_optimum`` is always on (the run reports efficiency) and ``episode_steps``
-    is set from ``days``."""
+    """The simulated market; ``episode_steps`` is set from ``days``, and ``compute_optimum`` is ``"step"`` unless
+    it is ``"episode"`` (the run always reports efficiency)."""
     agents: str | Mapping[str, Any] = "zi-c"
     """Agent policy name for all agents, a comma-separated list cycled over the agents, or a dict agent id →
     name or policy object (:func:`agents.make_policies`)."""
@@ -64,7 +64,8 @@ class RunConfig:
         from p2p_gym.scenarios import load_scenario
 
         spd = load_scenario(self.market.scenario, **self.market.scenario_overrides).steps_per_day
-        return self.market.replace(compute_optimum=True, episode_steps=self.days * spd)
+        optimum = "episode" if self.market.compute_optimum == "episode" else "step"
+        return self.market.replace(compute_optimum=optimum, episode_steps=self.days * spd)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the market as a nested mapping; policy objects by class name)."""
@@ -108,8 +109,11 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
     tot = _Totals(n, len(sc.net.line))
     steps: list[dict[str, Any]] = []
 
+    infos_last: list[dict[str, Any]] = [{}]
+
     def record(env: Any, infos: Mapping[str, Any], _rewards: Any) -> None:
         m = {k: (math.nan if v is None else v) for k, v in infos[env.possible_agents[0]]["market"].items()}
+        infos_last[0] = m
         ag = [infos[a] for a in env.possible_agents]
         tot.bills += [i["bill"] for i in ag]
         tot.grid_only += [i["grid_only_bill"] for i in ag]
@@ -159,8 +163,16 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
     t0 = steps[0]["t"]
     load_kwh = float(sc.load_kw[t0 : t0 + n_steps].sum() * dt)
     pv_kwh = float(sc.pv_kw[t0 : t0 + n_steps].sum() * dt)
-    gains = sum(s["welfare"] - s["welfare_no_trade"] for s in steps)
-    best = sum(s["welfare_optimum"] - s["welfare_no_trade"] for s in steps)
+    optimum = env.config.compute_optimum
+    if optimum == "episode":  # gains against the episode's reference: no trade, idle batteries
+        last = infos_last[0]
+        reference = float(last["episode_reference_welfare"])
+        gains = sum(s["welfare"] for s in steps) - reference
+        best = float(last["episode_welfare_optimum"]) - reference
+    else:  # gains from trade of each step against its own no-trade welfare
+        reference = float(sum(s["welfare_no_trade"] for s in steps))
+        gains = sum(s["welfare"] - s["welfare_no_trade"] for s in steps)
+        best = sum(s["welfare_optimum"] - s["welfare_no_trade"] for s in steps)
     volume = float(sum(s["p2p_volume_kwh"] for s in steps))
     price_weighted = sum(s["clearing_price"] * s["p2p_volume_kwh"] for s in steps if s["p2p_volume_kwh"] > 0)
     savings = tot.grid_only - tot.bills
@@ -175,6 +187,8 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         "welfare": float(sum(s["welfare"] for s in steps)),
         "welfare_no_trade": float(sum(s["welfare_no_trade"] for s in steps)),
         "welfare_optimum": float(sum(s["welfare_optimum"] for s in steps)),
+        "optimum": optimum,
+        "welfare_reference": reference,
         "gains_from_trade": float(gains),
         "optimal_gains_from_trade": float(best),
         "efficiency": float(gains / best) if best > 1e-12 else math.nan,
@@ -240,6 +254,21 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
 
 
+def _efficiency_lines(s: dict[str, Any], cur: str) -> list[str]:
+    if s["optimum"] == "episode":
+        return [
+            f"  gains over reference              {s['gains_from_trade']:10.2f} {cur}   of "
+            f"{s['optimal_gains_from_trade']:.2f} possible (reference: no trade, idle batteries "
+            f"{s['welfare_reference']:.2f})",
+            f"  efficiency vs episode optimum     {s['efficiency']:10.3f}",
+        ]
+    return [
+        f"  gains from trade                  {s['gains_from_trade']:10.2f} {cur}   "
+        f"of {s['optimal_gains_from_trade']:.2f} possible",
+        f"  efficiency vs optimum             {s['efficiency']:10.3f}",
+    ]
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The printed report: KPIs then one line per agent."""
     s = result["summary"]
@@ -253,9 +282,7 @@ def format_table(result: dict[str, Any]) -> str:
         "market",
         f"  welfare (−net grid cost)          {s['welfare']:10.2f} {cur}   (no trade {s['welfare_no_trade']:.2f}, "
         f"optimum {s['welfare_optimum']:.2f})",
-        f"  gains from trade                  {s['gains_from_trade']:10.2f} {cur}   "
-        f"of {s['optimal_gains_from_trade']:.2f} possible",
-        f"  efficiency vs optimum             {s['efficiency']:10.3f}",
+        *_efficiency_lines(s, cur),
         f"  P2P volume                        {s['p2p_volume_kwh']:10.2f} kWh",
         f"  average P2P price                 {s['average_p2p_price']:10.4f} {cur}/kWh",
         f"  self-sufficiency                  {s['self_sufficiency']:10.3f}",
@@ -375,7 +402,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # episode_steps comes from --days; the optimum is always computed (the run reports efficiency)
-    add_config_arguments(parser, exclude=("episode_steps", "compute_optimum"))
+    add_config_arguments(parser, exclude=("episode_steps",))
 
 
 def config_from_namespace(args: argparse.Namespace) -> RunConfig:

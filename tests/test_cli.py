@@ -99,3 +99,23 @@ def test_run_yaml_config_and_flags_layer(tmp_path: Path) -> None:
     assert with_fee["summary"]["total_bill"] == pytest.approx(
         no_fee["summary"]["total_bill"] + with_fee["summary"]["fees_total"], abs=1e-6
     )
+
+
+def test_run_against_the_episode_optimum() -> None:
+    """`--compute-optimum episode`: the run's optimum is the episode optimum of the same days (solved
+    independently here) and efficiency is measured from the no-trade, idle-battery reference."""
+    from p2p_gym import run
+    from p2p_gym.optim import episode_optimum
+    from p2p_gym.scenarios import load_scenario
+    from p2p_gym.sim import MarketConfig
+
+    market = MarketConfig(scenario="default", grid="none", start_day=172, compute_optimum="episode")
+    s = run.simulate(run.RunConfig(market=market, agents="zi-c", days=1, progress=False))["summary"]
+    sc = load_scenario("default")
+    opt = episode_optimum(sc, 172 * sc.steps_per_day, sc.steps_per_day, 0.5)
+    assert s["optimum"] == "episode"
+    assert s["welfare_optimum"] == pytest.approx(opt.welfare, rel=1e-6)
+    assert s["welfare_reference"] == pytest.approx(opt.reference_welfare, rel=1e-9)
+    expected = (s["welfare"] - opt.reference_welfare) / (opt.welfare - opt.reference_welfare)
+    assert s["efficiency"] == pytest.approx(expected, rel=1e-6)
+    assert 0.0 < s["efficiency"] < 1.0  # ZI-C with idle batteries leaves the batteries' value on the table

@@ -58,8 +58,13 @@ class P2PMarketEnv(ParallelEnv):
     **Infos**: per agent: ``bill``, ``grid_only_bill``, ``p2p_sold_kwh``, ``p2p_bought_kwh``, ``grid_import_kwh``,
     ``grid_export_kwh``, ``fees``, ``penalty``, ``production_cost``, ``battery_kw``, ``soc``, ``clipped_actions``,
     ``nonfinite_actions``; and ``"market"`` (the same dict object for every agent): clearing price, volume, number
-    of trades, blocked trades and volume, fees, welfare, welfare without trading, the optimum and efficiency
-    (with ``compute_optimum=True``), money and energy balance residuals, grid KPIs. Values that are undefined in a
+    of trades, blocked trades and volume, fees, welfare, welfare without trading, the optimum and efficiency, and
+    ``optimum`` naming which one: ``"step"`` (``compute_optimum="step"`` or ``True``: each interval's optimum
+    given the positions played, per-step efficiency) or ``"episode"`` (the optimum of the whole episode with
+    perfect foresight, solved at reset: ``welfare_optimum`` is its schedule's welfare in this step,
+    ``episode_welfare_optimum`` / ``episode_reference_welfare`` its total and the policy-independent reference,
+    and ``episode_efficiency`` is set at the last step); ``episode_welfare`` (welfare so far); money and energy
+    balance residuals, grid KPIs. Values that are undefined in a
     step (no clearing price, no optimum computed, no possible gain, a failed power flow) are ``None``.
 
     Args:
@@ -230,7 +235,7 @@ class P2PMarketEnv(ParallelEnv):
         return {a: m[i] for i, a in enumerate(self.possible_agents)}
 
     def _infos(self, out: Outcome) -> dict[str, dict[str, Any]]:
-        market_info = market_infos(out, 0)
+        market_info = market_infos(out, 0, self.config.compute_optimum)
         sc = self.scenario
         soc = np.divide(
             self.sim_state.soc_kwh[0], sc.battery_kwh, out=np.zeros(self.n), where=self.static.has_battery
@@ -266,8 +271,9 @@ def start_day(static: Any, day: Any, rng: np.random.Generator) -> int:
     return int(day)
 
 
-def market_infos(out: Outcome, b: int) -> dict[str, Any]:
-    """The ``infos[agent]["market"]`` dict of book ``b`` (undefined values are ``None``)."""
+def market_infos(out: Outcome, b: int, optimum: str = "none") -> dict[str, Any]:
+    """The ``infos[agent]["market"]`` dict of book ``b`` (undefined values are ``None``); ``optimum`` is the
+    config's ``compute_optimum``, reported so that every efficiency says which optimum it uses."""
     grid = out.grid.report(b).as_dict() if out.grid is not None else None
     info = {
         "t": int(out.t[b]),
@@ -282,6 +288,11 @@ def market_infos(out: Outcome, b: int) -> dict[str, Any]:
         "welfare_optimum": float(out.welfare_optimum[b]),
         "gains_from_trade": float(out.welfare[b] - out.welfare_no_trade[b]),
         "efficiency": float(out.efficiency[b]),
+        "optimum": None if optimum == "none" else optimum,
+        "episode_welfare": float(out.episode_welfare[b]),
+        "episode_welfare_optimum": float(out.episode_welfare_optimum[b]),
+        "episode_reference_welfare": float(out.episode_reference_welfare[b]),
+        "episode_efficiency": float(out.episode_efficiency[b]),
         "money_balance": float(out.money_balance[b]),
         "energy_balance_kwh": float(out.energy_balance_kwh[b]),
         "grid": _nan_to_none(grid) if grid is not None else None,

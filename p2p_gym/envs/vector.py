@@ -67,7 +67,9 @@ class BatchedMarketEnv:
     ``infos`` is a dict of arrays: per sub-episode [B]: ``t``, ``clearing_price`` (nan without a price),
     ``p2p_volume_kwh``, ``n_trades`` (only when the books were cleared one by one), ``blocked_trades``,
     ``blocked_kwh``, ``fees_total``, ``welfare``, ``welfare_no_trade``, ``welfare_optimum`` and ``efficiency`` (nan
-    unless computed), ``gains_from_trade``, ``money_balance``, ``energy_balance_kwh``, ``penalty_total``; per agent
+    unless computed), ``episode_welfare``, ``episode_welfare_optimum``, ``episode_reference_welfare`` and
+    ``episode_efficiency`` (with ``compute_optimum="episode"``, as in the plain env), ``gains_from_trade``,
+    ``money_balance``, ``energy_balance_kwh``, ``penalty_total``; per agent
     [B, N]: :data:`AGENT_INFOS`; with a grid model ``grid``, a dict of KPI arrays [B]
     (:meth:`p2p_gym.grid.GridBatch.kpis`).
 
@@ -257,6 +259,10 @@ class BatchedMarketEnv:
             "welfare_no_trade": out.welfare_no_trade,
             "welfare_optimum": out.welfare_optimum,
             "efficiency": out.efficiency,
+            "episode_welfare": out.episode_welfare,
+            "episode_welfare_optimum": out.episode_welfare_optimum,
+            "episode_reference_welfare": out.episode_reference_welfare,
+            "episode_efficiency": out.episode_efficiency,
             "gains_from_trade": out.gains_from_trade,
             "money_balance": out.money_balance,
             "energy_balance_kwh": out.energy_balance_kwh,

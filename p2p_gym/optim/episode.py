@@ -74,9 +74,13 @@ the line rows through their summed power. pandapower is imported (through :mod:`
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import os
+import sys
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,7 +232,8 @@ def episode_optimum(
     is_qp = gen.size > 0 and bool(np.any(sc.gen_cost_a[gen] > 0))
     name = solver or (cp.CLARABEL if is_qp else cp.HIGHS)
     try:
-        problem.solve(solver=name)
+        with _quiet_native_stdout(name == cp.HIGHS):  # HiGHS prints a banner from C++ on its first run
+            problem.solve(solver=name)
     except cp.error.SolverError as exc:
         raise OptimError(f"episode_optimum: solver {name} failed: {exc}") from exc
     if problem.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE, _INFEASIBLE_OR_UNBOUNDED):
@@ -295,6 +300,28 @@ def episode_efficiency(realised_welfare: float, opt: EpisodeOptimum) -> float | 
 
 
 # ----------------------------------------------------------------------------------------------- internals
+@contextlib.contextmanager
+def _quiet_native_stdout(active: bool) -> Iterator[None]:
+    """Send what native code writes to the process's standard output to /dev/null while active (Python's own
+    ``sys.stdout`` is untouched when it is not the process's file descriptor, e.g. under pytest's capture)."""
+    try:
+        fd = sys.__stdout__.fileno() if active and sys.__stdout__ is not None else -1
+    except (OSError, ValueError):
+        fd = -1
+    if fd < 0:
+        yield
+        return
+    sys.stdout.flush()
+    saved, null = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(null)
+
+
 def _check_window(sc: Any, t0: Any, steps: Any) -> tuple[int, int]:
     n_steps = int(sc.n_steps)
     if isinstance(t0, bool) or not isinstance(t0, numbers.Integral) or not 0 <= int(t0) < n_steps:

@@ -31,6 +31,8 @@ MECHANISMS: tuple[str, ...] = AUCTIONS + COMMUNITY_RULES
 GRIDS: tuple[str, ...] = ("none", "linear", "ac")
 GRID_POLICIES: tuple[str, ...] = ("report", "block", "fee")
 REWARDS: tuple[str, ...] = ("money", "savings")
+#: Welfare optima the simulation can report efficiency against (``compute_optimum``).
+OPTIMA: tuple[str, ...] = ("none", "step", "episode")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, lo: float | None = None,
@@ -72,7 +74,12 @@ class MarketConfig:
     preference_per_km: float = _opt(
         0.02, "scale of the 'distance' preference, currency/kWh per km", lo=0.0, hi=1e6
     )
-    compute_optimum: bool = _opt(False, "compute the welfare optimum of every step and report efficiency")
+    compute_optimum: str = _opt(
+        "none",
+        "welfare optimum for efficiency: none; step (each interval, positions as played); episode (the whole "
+        "episode with perfect foresight, batteries dispatched optimally; solved at reset). true = step",
+        OPTIMA,
+    )
     forecast_steps: int = _opt(0, "steps of own load/PV forecasts in the observation", lo=0, hi=96 * 7)
     book_stats: bool = _opt(False, "add last step's public book statistics to the observation")
     start_day: int | None = _opt(None, "first day of every episode (default: a seeded random day)", lo=0)
@@ -80,6 +87,8 @@ class MarketConfig:
     scenario_overrides: dict[str, Any] = _opt({}, "keyword overrides of the scenario builder")  # noqa: RUF009
 
     def __post_init__(self) -> None:
+        if isinstance(self.compute_optimum, (bool, np.bool_)):  # the boolean form of earlier versions
+            object.__setattr__(self, "compute_optimum", "step" if self.compute_optimum else "none")
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices is not None and getattr(self, f.name) not in choices:
@@ -88,7 +97,7 @@ class MarketConfig:
                 )
         if not isinstance(self.scenario, str) or not self.scenario:
             raise EnvConfigError(f"scenario: must be a scenario name, got {self.scenario!r}")
-        for name in ("peer_selection", "compute_optimum", "book_stats"):
+        for name in ("peer_selection", "book_stats"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise EnvConfigError(f"{name}: must be true or false, got {value!r}")

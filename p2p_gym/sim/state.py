@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -26,6 +26,16 @@ class SimState:
     """float[B, N]: each agent's P2P sales minus purchases in the last step (kWh)."""
     last_book: np.ndarray
     """float[B, 3]: last step's offered supply, offered demand and P2P volume (kWh per agent)."""
+    welfare_sum: np.ndarray
+    """float[B]: welfare accumulated over the episode so far (currency)."""
+    optimum_per_step: np.ndarray
+    """float[B, S]: with ``compute_optimum="episode"``, the welfare of each step of the episode optimum's
+    schedule (S = episode_steps); float[B, 0] otherwise."""
+    optimum_welfare: np.ndarray
+    """float[B]: the episode optimum's welfare (nan unless ``compute_optimum="episode"``)."""
+    reference_welfare: np.ndarray
+    """float[B]: the episode's policy-independent reference welfare (no trade, idle batteries; nan unless
+    ``compute_optimum="episode"``)."""
 
     @property
     def t(self) -> np.ndarray:
@@ -40,11 +50,4 @@ class SimState:
     def row(self, b: int) -> SimState:
         """Simulation ``b`` alone (a state with B = 1)."""
         s = slice(b, b + 1)
-        return SimState(
-            self.t0[s],
-            self.step[s],
-            self.soc_kwh[s],
-            self.last_price[s],
-            self.last_traded[s],
-            self.last_book[s],
-        )
+        return SimState(*(getattr(self, f.name)[s] for f in fields(self)))

@@ -11,7 +11,8 @@ The step chains the stages of :mod:`p2p_gym.sim.stages`:
 7. **grid policy**: the DSO's block rule (the blocked generation is not produced; the grid is checked again),
    network fees, and the grid-violation penalty;
 8. **settle** the residuals with the grid at retail / feed-in;
-9. **rewards**, welfare, the optimum and efficiency;
+9. **rewards**, welfare, the optimum and efficiency (per step against the step optimum, or per episode against
+   the optimum of the whole episode solved at its start);
 10. the next state and its **observations**.
 
 Money balances (Σ bills = grid balance + fees) and energy balances (Σ injections = exports − imports) every step;
@@ -79,8 +80,12 @@ class Outcome:
     grid: Any  # GridBatch | None
     welfare: np.ndarray  # float[B]
     welfare_no_trade: np.ndarray  # float[B]
-    welfare_optimum: np.ndarray  # float[B] (nan unless compute_optimum)
-    efficiency: np.ndarray  # float[B] (nan when undefined or not computed)
+    welfare_optimum: np.ndarray  # float[B]: the step optimum, or the episode optimum's welfare in this step
+    efficiency: np.ndarray  # float[B] per-step efficiency (compute_optimum="step"; nan when undefined)
+    episode_welfare: np.ndarray  # float[B] welfare summed over the episode so far
+    episode_welfare_optimum: np.ndarray  # float[B] the episode optimum (nan unless compute_optimum="episode")
+    episode_reference_welfare: np.ndarray  # float[B] no trade, idle batteries (nan unless "episode")
+    episode_efficiency: np.ndarray  # float[B] at the episode's last step with "episode", else nan
     rewards: np.ndarray  # float[B, N]
     money_balance: np.ndarray  # float[B] residual Σ bills − grid balance − fees (0 up to rounding)
     energy_balance_kwh: np.ndarray  # float[B] residual Σ injection · dt − (exports − imports)
@@ -116,11 +121,24 @@ class Outcome:
 
 
 def initial_state(static: Any, days: Any) -> SimState:
-    """The state at the start of episodes beginning on ``days`` (int[B], days of the scenario)."""
+    """The state at the start of episodes beginning on ``days`` (int[B], days of the scenario).
+
+    With ``compute_optimum="episode"`` the optimum of each episode (perfect foresight over its
+    ``episode_steps`` steps from the same initial state of charge, :func:`p2p_gym.optim.episode_optimum`) is solved
+    here, once per episode."""
     sc, cfg = static.scenario, static.config
     t0 = np.asarray(days, dtype=np.int64).reshape(-1) * sc.steps_per_day
     b = len(t0)
     soc = np.where(static.has_battery, cfg.initial_soc * sc.battery_kwh, 0.0)
+    per_step = np.zeros((b, 0))
+    total = reference = np.full(b, np.nan)
+    if cfg.compute_optimum == "episode":
+        from p2p_gym.optim.episode import episode_optimum
+
+        opts = [episode_optimum(sc, int(t), cfg.episode_steps, soc) for t in t0]
+        per_step = np.stack([o.welfare_per_step for o in opts])
+        total = np.array([o.welfare for o in opts])
+        reference = np.array([o.reference_welfare for o in opts])
     return SimState(
         t0=t0,
         step=np.zeros(b, dtype=np.int64),
@@ -128,6 +146,10 @@ def initial_state(static: Any, days: Any) -> SimState:
         last_price=0.5 * (sc.retail_price[t0] + sc.feed_in_price[t0]),
         last_traded=np.zeros((b, static.n)),
         last_book=np.zeros((b, 3)),
+        welfare_sum=np.zeros(b),
+        optimum_per_step=per_step,
+        optimum_welfare=total,
+        reference_welfare=reference,
     )
 
 
@@ -206,12 +228,28 @@ def step(
     grid_balance = st.grid_import_cost.sum(axis=1) - st.grid_export_revenue.sum(axis=1)
     welfare = -grid_balance - production.sum(axis=1)
     welfare_no_trade = -grid_only.sum(axis=1) - production.sum(axis=1)
-    if cfg.compute_optimum:
+    if cfg.compute_optimum == "step":
         from p2p_gym.optim.step_optimum import step_optimum
 
         optimum = np.asarray(step_optimum(sc, t, net_kwh), dtype=np.float64)
+        efficiency = np.asarray(
+            market.efficiency(welfare, welfare_no_trade, optimum), dtype=np.float64
+        ).reshape(b)
+    elif (
+        cfg.compute_optimum == "episode"
+    ):  # the optimal schedule's welfare in this step; efficiency per episode
+        optimum = state.optimum_per_step[np.arange(b), state.step]
+        efficiency = np.full(b, np.nan)
     else:
-        optimum = np.full(b, np.nan)
+        optimum = efficiency = np.full(b, np.nan)
+    welfare_sum = state.welfare_sum + welfare
+    ended = state.step + 1 >= cfg.episode_steps
+    episode_efficiency = np.full(b, np.nan)
+    if (
+        cfg.compute_optimum == "episode" and ended.any()
+    ):  # the same definition against the episode's reference
+        eff = market.efficiency(welfare_sum, state.reference_welfare, state.optimum_welfare)
+        episode_efficiency = np.where(ended, np.asarray(eff, dtype=np.float64).reshape(b), np.nan)
     money = -st.bill - production - penalty
     rewards = grid_only + money if cfg.reward == "savings" else money
     # next state
@@ -225,6 +263,10 @@ def step(
         last_price=np.where(np.isfinite(cleared.price), cleared.price, state.last_price),
         last_traded=sold_kwh - bought_kwh,
         last_book=np.stack([supply, demand, cleared.volume], axis=1) / n,
+        welfare_sum=welfare_sum,
+        optimum_per_step=state.optimum_per_step,
+        optimum_welfare=state.optimum_welfare,
+        reference_welfare=state.reference_welfare,
     )
     outcome = Outcome(
         t=t,
@@ -250,9 +292,11 @@ def step(
         welfare=welfare,
         welfare_no_trade=welfare_no_trade,
         welfare_optimum=optimum,
-        efficiency=np.asarray(market.efficiency(welfare, welfare_no_trade, optimum)).reshape(b)
-        if cfg.compute_optimum
-        else optimum,
+        efficiency=efficiency,
+        episode_welfare=welfare_sum,
+        episode_welfare_optimum=state.optimum_welfare,
+        episode_reference_welfare=state.reference_welfare,
+        episode_efficiency=episode_efficiency,
         rewards=rewards,
         money_balance=st.bill.sum(axis=1) - grid_balance - fees.sum(axis=1),
         energy_balance_kwh=injection_kw.sum(axis=1) * dt

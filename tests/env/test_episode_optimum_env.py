@@ -1,0 +1,88 @@
+"""``compute_optimum="episode"``: efficiency against the optimum of the whole episode.
+
+The independent check: replaying the optimum's own battery schedule, with truthful orders (a uniform auction then
+nets the whole community), must realise the optimum's welfare (efficiency 1), while the same truthful orders with
+idle batteries score below 1 on a day with a price spread. Both runs go through the environment's own battery
+model and settlement, not through the optimisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import p2p_gym
+from p2p_gym.optim import episode_optimum
+from p2p_gym.rollout import play, truthful_action
+from p2p_gym.sim import MarketConfig
+
+KW = {"scenario": "default", "mechanism": "uniform", "grid": "none", "start_day": 172, "episode_steps": 96}
+
+
+def _play(env, battery_setpoint):  # type: ignore[no-untyped-def]
+    """Truthful orders; battery entry from ``battery_setpoint(step) -> float[N]``; returns the last market info."""
+    agents = env.possible_agents
+    n_act = env.action_space(agents[0]).shape[0]
+    last: dict = {}
+
+    class Policy:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def act(self, obs, rng):  # type: ignore[no-untyped-def]
+            a = truthful_action(obs, n_act)
+            a[2] = battery_setpoint(env.steps_taken)[self.i]
+            return a
+
+    def record(e, infos, _r):  # type: ignore[no-untyped-def]
+        last.update(infos[agents[0]]["market"])
+
+    play(env, {a: Policy(i) for i, a in enumerate(agents)}, np.random.default_rng(0), seed=0, on_step=record)
+    return last
+
+
+def test_replaying_the_optimal_schedule_reaches_efficiency_one_and_idle_batteries_do_not() -> None:
+    env = p2p_gym.parallel_env(config=MarketConfig(**KW, compute_optimum="episode"))
+    sc = env.scenario
+    opt = episode_optimum(sc, 172 * sc.steps_per_day, 96, 0.5)
+    assert (sc.battery_kwh > 0).any()
+    scale = np.where(sc.battery_kw > 0, sc.battery_kw, 1.0)
+    replay = _play(env, lambda k: np.clip(opt.battery_kw[k] / scale, -1.0, 1.0))
+    idle = _play(env, lambda k: np.zeros(sc.n_agents))
+    assert replay["optimum"] == "episode"
+    assert replay["episode_welfare_optimum"] == pytest.approx(opt.welfare, rel=1e-9)
+    assert replay["episode_welfare"] == pytest.approx(opt.welfare, abs=1e-4)
+    assert replay["episode_efficiency"] == pytest.approx(1.0, abs=1e-5)
+    assert idle["episode_efficiency"] < 0.9  # the batteries' arbitrage over the day is lost
+    # the reference (no trade, idle batteries) is the same for both policies: one scale
+    assert idle["episode_reference_welfare"] == replay["episode_reference_welfare"]
+
+
+def test_step_mode_is_the_old_boolean_and_episode_efficiency_only_at_the_end() -> None:
+    assert MarketConfig(compute_optimum=True).compute_optimum == "step"
+    assert MarketConfig(compute_optimum=False).compute_optimum == "none"
+    with pytest.raises(ValueError, match="compute_optimum"):
+        MarketConfig(compute_optimum="daily")
+    env = p2p_gym.parallel_env(config=MarketConfig(**{**KW, "episode_steps": 8}, compute_optimum="episode"))
+    infos = []
+    play(env, {}, np.random.default_rng(0), seed=0,
+         on_step=lambda e, i, r: infos.append(i[e.possible_agents[0]]["market"]))  # fmt: skip
+    assert all(m["efficiency"] is None for m in infos)  # no per-step efficiency against an episode optimum
+    assert all(m["episode_efficiency"] is None for m in infos[:-1])
+    assert np.isclose(sum(m["welfare"] for m in infos), infos[-1]["episode_welfare"])
+
+
+def test_batched_env_reports_the_same_episode_efficiency() -> None:
+    cfg = MarketConfig(**{**KW, "episode_steps": 16}, compute_optimum="episode")
+    venv = p2p_gym.envs.BatchedMarketEnv(config=cfg, n_envs=2)
+    obs, _ = venv.reset(seed=3)
+    for _ in range(16):
+        acts = np.stack([[truthful_action(o, venv.n_actions) for o in ob] for ob in obs])
+        obs, _, _, _, infos = venv.step(acts)
+    for b in range(2):
+        env = p2p_gym.parallel_env(config=cfg)
+        eps = play(env, {}, np.random.default_rng(0), seed=3 + b,
+                   on_step=lambda e, i, r: i[e.possible_agents[0]]["market"])  # fmt: skip
+        ref = eps[0].records[-1]["episode_efficiency"]
+        got = infos["episode_efficiency"][b]
+        assert (ref is None and np.isnan(got)) or got == pytest.approx(ref, rel=1e-9)
