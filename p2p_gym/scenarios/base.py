@@ -12,6 +12,10 @@ from p2p_gym.errors import ScenarioError
 
 #: Per-agent array fields (shape ``(N,)``) that must be finite and non-negative.
 _NONNEG_AGENT_FIELDS = ("battery_kwh", "battery_kw", "pv_kwp", "gen_max_kw", "gen_cost_a")
+#: Per-agent flexible-asset fields (shape ``(N,)``, finite, ≥ 0; zeros when the scenario has none).
+_FLEX_AGENT_FIELDS = ("hp_max_kw", "hp_band_kwh", "flex_max_kw", "flex_util_a", "flex_util_b", "battery_cost")
+#: Columns of :attr:`Scenario.ev_sessions`.
+EV_COLUMNS = ("agent", "arrival", "departure", "energy_kwh", "max_kw")
 #: Time-by-agent fields (shape ``(T, N)``) that must be finite and non-negative.
 _NONNEG_SERIES_FIELDS = ("load_kw", "pv_kw")
 #: Time fields (shape ``(T,)``) that must be finite and non-negative.
@@ -60,6 +64,31 @@ class Scenario:
     """float[N], currency/kWh: linear coefficient (marginal cost of the first kWh) of dispatchable generation."""
     battery_efficiency: float = 0.95
     """One-way charge and discharge efficiency of the batteries (round trip = its square)."""
+    battery_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], currency/kWh ≥ 0: battery degradation cost per kWh charged or discharged (κ of the linear
+    throughput model; 0 = free cycling)."""
+    ev_sessions: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
+    """float[S, 5]: EV charging sessions, columns :data:`EV_COLUMNS` — agent index, arrival step (plugged in from
+    its start), departure step (gone from its start; arrival < departure ≤ T), energy needed by departure (kWh)
+    and the charger's power limit (kW). Sessions of one agent do not overlap, and each is deliverable
+    (energy ≤ max_kw · (departure − arrival) · dt)."""
+    hp_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[T, N], kW ≥ 0: heat-pump electric consumption of the reference (profile) operation; 0 without one.
+    The heat pump may deviate from it within ``hp_max_kw`` and the energy band ``hp_band_kwh``."""
+    hp_max_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], kW ≥ 0: rated electric power of each agent's heat pump (0 = none)."""
+    hp_band_kwh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], kWh ≥ 0: thermal flexibility of the heat pump as an electric-energy band: the running sum of
+    (consumption − reference) stays in [−band, +band] (pre-heating above, deferral below)."""
+    flex_max_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], kW ≥ 0: flexible demand (price-responsive consumption beyond the inflexible load; 0 = none)."""
+    flex_util_a: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], currency/kWh² per step ≥ 0: flexible demand utility u(q) = b·q − ½·a·q² of q kWh in a step
+    (the consumers of Le Goff Latimier & Ben Ahmed 2023, eq. 3)."""
+    flex_util_b: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """float[N], currency/kWh ≥ 0: marginal utility of the first kWh of flexible demand."""
+    pv_curtailable: bool = True
+    """PV may be curtailed below its available power (at no cost) when that pays or is ordered."""
     start_time: str = "2016-01-01 00:00"
     """Time stamp of step 0 (ISO format)."""
     currency: str = "EUR"
@@ -74,7 +103,7 @@ class Scenario:
             raise ScenarioError("agent_ids: a scenario needs at least one agent, got 0")
         if len(set(self.agent_ids)) != n:
             raise ScenarioError(f"agent_ids: identifiers must be unique, got {self.agent_ids}")
-        for name in ("gen_max_kw", "gen_cost_a", "gen_cost_b"):
+        for name in ("gen_max_kw", "gen_cost_a", "gen_cost_b", *_FLEX_AGENT_FIELDS):
             if np.asarray(getattr(self, name)).size == 0:
                 object.__setattr__(self, name, np.zeros(n))
         if not isinstance(self.step_minutes, (int, np.integer)) or not 1 <= int(self.step_minutes) <= 1440:
@@ -90,8 +119,20 @@ class Scenario:
             raise ScenarioError("load_kw: needs at least one time step, got shape (0, N)")
         for name in _NONNEG_SERIES_FIELDS:
             object.__setattr__(self, name, _nonneg(name, _as_array(name, getattr(self, name), (t, n))))
-        for name in _NONNEG_AGENT_FIELDS:
+        for name in (*_NONNEG_AGENT_FIELDS, *_FLEX_AGENT_FIELDS):
             object.__setattr__(self, name, _nonneg(name, _as_array(name, getattr(self, name), (n,))))
+        hp = self.hp_kw if np.asarray(self.hp_kw).size else np.zeros((t, n))
+        object.__setattr__(self, "hp_kw", _nonneg("hp_kw", _as_array("hp_kw", hp, (t, n))))
+        if np.any(self.hp_kw > self.hp_max_kw[None, :] + 1e-9):
+            i = int(np.argmax((self.hp_kw > self.hp_max_kw[None, :] + 1e-9).any(axis=0)))
+            raise ScenarioError(
+                f"hp_kw: agent {self.agent_ids[i]}'s reference exceeds its hp_max_kw {self.hp_max_kw[i]}"
+            )
+        object.__setattr__(
+            self, "ev_sessions", _ev_sessions(self.ev_sessions, n, t, self.step_minutes / 60.0)
+        )
+        if not isinstance(self.pv_curtailable, (bool, np.bool_)):
+            raise ScenarioError(f"pv_curtailable: must be True or False, got {self.pv_curtailable!r}")
         object.__setattr__(self, "gen_cost_b", _as_array("gen_cost_b", self.gen_cost_b, (n,)))
         for name in _PRICE_FIELDS:
             value = getattr(self, name)
@@ -108,7 +149,8 @@ class Scenario:
             missing = sorted(set(bus.tolist()) - buses)
             if missing:
                 raise ScenarioError(f"bus: indices {missing[:5]} are not buses of the network")
-        for name in (*_NONNEG_SERIES_FIELDS, *_NONNEG_AGENT_FIELDS, *_PRICE_FIELDS, "bus", "gen_cost_b"):
+        for name in (*_NONNEG_SERIES_FIELDS, *_NONNEG_AGENT_FIELDS, *_FLEX_AGENT_FIELDS, *_PRICE_FIELDS, "bus",
+                     "gen_cost_b", "hp_kw", "ev_sessions"):  # fmt: skip
             getattr(self, name).flags.writeable = False
 
     # ----------------------------------------------------------------------------------------------- derived
@@ -136,6 +178,11 @@ class Scenario:
     def n_days(self) -> int:
         """Number of whole days covered."""
         return self.n_steps // self.steps_per_day
+
+    @property
+    def has_flexible_assets(self) -> bool:
+        """True when any agent has an EV, a heat pump or flexible demand (beyond batteries and PV)."""
+        return bool(len(self.ev_sessions) or self.hp_max_kw.any() or self.flex_max_kw.any())
 
     @property
     def net_kw(self) -> np.ndarray:
@@ -166,6 +213,10 @@ class Scenario:
             "battery_agents": int(np.count_nonzero(self.battery_kwh)),
             "pv_kwp_total": float(self.pv_kwp.sum()),
             "battery_kwh_total": float(self.battery_kwh.sum()),
+            "heat_pump_agents": int(np.count_nonzero(self.hp_max_kw)),
+            "ev_agents": int(len(np.unique(self.ev_sessions[:, 0]))),
+            "ev_sessions": int(len(self.ev_sessions)),
+            "flexible_demand_agents": int(np.count_nonzero(self.flex_max_kw)),
             "retail_price_mean": float(self.retail_price.mean()),
             "feed_in_price_mean": float(self.feed_in_price.mean()),
             "currency": self.currency,
@@ -191,6 +242,45 @@ def _as_array(name: str, value: Any, shape: tuple[int | None, ...], dtype: type 
     if dtype is np.int64 and isinstance(value, np.ndarray) and value.dtype.kind == "f":
         if not np.array_equal(value, arr):
             raise ScenarioError(f"{name}: expected integers, got non-integral values")
+    return arr
+
+
+def _ev_sessions(value: Any, n: int, t: int, dt: float) -> np.ndarray:
+    """Validated EV sessions float[S, 5] (see :attr:`Scenario.ev_sessions`), sorted by agent and arrival."""
+    arr = _as_array("ev_sessions", value if np.asarray(value).size else np.zeros((0, 5)), (None, 5))
+    if not len(arr):
+        return arr
+    agent, arrive, depart, energy, max_kw = arr.T
+    for name, col in (("agent", agent), ("arrival", arrive), ("departure", depart)):
+        if not np.array_equal(col, np.round(col)):
+            raise ScenarioError(f"ev_sessions: column {name} must hold integers")
+    bad = (
+        (agent < 0)
+        | (agent >= n)
+        | (arrive < 0)
+        | (depart <= arrive)
+        | (depart > t)
+        | (energy < 0)
+        | (max_kw <= 0)
+    )
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ScenarioError(
+            f"ev_sessions: row {i} {arr[i].tolist()} needs 0 ≤ agent < {n}, 0 ≤ arrival < departure ≤ {t}, "
+            "energy_kwh ≥ 0 and max_kw > 0"
+        )
+    short = energy > max_kw * (depart - arrive) * dt * (1 + 1e-9) + 1e-9
+    if short.any():
+        i = int(np.argmax(short))
+        raise ScenarioError(
+            f"ev_sessions: row {i} needs {energy[i]:.6g} kWh, more than max_kw × its window delivers"
+        )
+    arr = arr[np.lexsort((arrive, agent))]
+    same = arr[1:, 0] == arr[:-1, 0]
+    overlap = same & (arr[1:, 1] < arr[:-1, 2])
+    if overlap.any():
+        i = int(np.argmax(overlap)) + 1
+        raise ScenarioError(f"ev_sessions: sessions of agent {int(arr[i, 0])} overlap (merge them into one)")
     return arr
 
 

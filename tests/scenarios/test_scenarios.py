@@ -132,3 +132,29 @@ def test_unknown_name_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="valid names") as err:
         load_scenario("nope")
     assert "default" in str(err.value) and "tiny" in str(err.value)
+
+
+def test_flexible_asset_fields_are_validated() -> None:
+    """EV sessions, heat-pump and flexible-demand fields: defaults are 'none', bad values name the field."""
+    from p2p_gym.errors import ScenarioError
+    from p2p_gym.scenarios import load_scenario
+
+    sc = load_scenario("tiny")
+    assert not sc.has_flexible_assets and sc.ev_sessions.shape == (0, 5)
+    assert sc.hp_kw.shape == sc.load_kw.shape and not sc.hp_kw.any()
+    ok = sc.replace(ev_sessions=[[1, 10, 14, 2.0, 3.7], [0, 4, 8, 1.0, 11.0]])
+    assert ok.has_flexible_assets and ok.ev_sessions[0, 0] == 0  # sorted by agent
+    dt = sc.dt_hours
+    cases = [
+        ({"ev_sessions": [[9, 0, 4, 1.0, 3.7]]}, "ev_sessions"),  # agent out of range
+        ({"ev_sessions": [[0, 8, 4, 1.0, 3.7]]}, "ev_sessions"),  # departs before it arrives
+        ({"ev_sessions": [[0, 0, 4, 4 * 3.7 * dt + 0.1, 3.7]]}, "more than max_kw"),  # not deliverable
+        ({"ev_sessions": [[0, 0, 8, 1.0, 3.7], [0, 4, 12, 1.0, 3.7]]}, "overlap"),
+        ({"hp_max_kw": [-1.0, 0, 0, 0]}, "hp_max_kw"),
+        ({"hp_kw": np.ones_like(sc.load_kw)}, "hp_kw"),  # above a zero rating
+        ({"flex_util_a": [0.0, 0.0, 0.0]}, "flex_util_a"),
+        ({"pv_curtailable": "yes"}, "pv_curtailable"),
+    ]
+    for change, field in cases:
+        with pytest.raises(ScenarioError, match=field):
+            sc.replace(**change)
