@@ -144,6 +144,11 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
         policy = BatteryHeuristic.for_agent(policy, env, agent_id)
     for sel in selectors:
         policy = WithPeerSelection(policy, sel)
+    config = getattr(env, "config", None)
+    if config is not None and getattr(config, "dispatch", "fixed") == "committed":
+        from agents.committed import Committed
+
+        policy = Committed.for_agent(policy, env, agent_id)
     return policy
 
 

@@ -25,20 +25,38 @@ __all__ = ["Episode", "play", "policy_action", "truthful_action"]
 _NET = OBS_FEATURES.index("net")
 
 
-def truthful_action(obs: np.ndarray, n_actions: int) -> np.ndarray:
+def truthful_action(
+    obs: np.ndarray, n_actions: int, obs_index: Mapping[str, int] | None = None
+) -> np.ndarray:
     """The truthful rule: offer the whole position at the outside-option price (a buyer bids retail, a seller
-    asks feed-in), battery idle, accept every peer."""
+    asks feed-in), battery idle, accept every peer.
+
+    With ``dispatch="committed"`` (``obs_index`` of the env holding ``reference_action``) the order is the
+    inflexible position and no device moves: the *myopic* truthful agent (quantity entry = the observed
+    ``reference_action``, fallback share 0).
+    """
     a = np.zeros(n_actions, dtype=np.float32)
+    a[3:] = 1.0
+    if obs_index is not None and "reference_action" in obs_index:
+        a[0] = 1.0 if obs[obs_index["inflexible_net"]] < 0 else -1.0
+        a[1] = obs[obs_index["reference_action"]]
+        a[2] = -1.0
+        return a
     a[0] = 1.0 if obs[_NET] < 0 else -1.0
     a[1] = 1.0
-    a[3:] = 1.0
     return a
 
 
-def policy_action(policy: Any, obs: np.ndarray, rng: np.random.Generator, n_actions: int) -> np.ndarray:
+def policy_action(
+    policy: Any,
+    obs: np.ndarray,
+    rng: np.random.Generator,
+    n_actions: int,
+    obs_index: Mapping[str, int] | None = None,
+) -> np.ndarray:
     """The action float32[A] of one policy (see the module docstring for what a policy can be)."""
     if policy is None or (isinstance(policy, str) and policy == "truthful"):
-        return truthful_action(obs, n_actions)
+        return truthful_action(obs, n_actions, obs_index)
     if hasattr(policy, "act"):
         return np.asarray(policy.act(obs, rng), dtype=np.float32)
     if hasattr(policy, "predict"):  # a stable-baselines3 model
@@ -105,6 +123,8 @@ def play(
     """
     agent_ids = list(env.possible_agents)
     n_act = int(np.prod(env.action_space(agent_ids[0]).shape))
+    static = getattr(env, "static", None)
+    obs_index = static.obs_index if static is not None else None
     out = []
     for e in range(episodes):
         ep_seed = None if seed is None else seed + e
@@ -112,7 +132,7 @@ def play(
         reset_policies(policies)
         rewards, records = [], []
         while env.agents:
-            actions = {a: policy_action(policies.get(a), obs[a], rng, n_act) for a in env.agents}
+            actions = {a: policy_action(policies.get(a), obs[a], rng, n_act, obs_index) for a in env.agents}
             obs, rew, _term, _trunc, infos = env.step(actions)
             observe(policies, infos)
             rewards.append([rew[a] for a in agent_ids])

@@ -65,7 +65,9 @@ class SingleAgentEnv(gymnasium.Env):
             a: (
                 action
                 if a == self.agent
-                else policy_action(self._policy(a), self._obs[a], self.env.rng, n_act)
+                else policy_action(
+                    self._policy(a), self._obs[a], self.env.rng, n_act, self.env.static.obs_index
+                )
             )
             for a in self.env.possible_agents
         }

@@ -255,6 +255,7 @@ class P2PMarketEnv(ParallelEnv):
             "soc": soc,
             "clipped_actions": out.clipped_actions[0],
             "nonfinite_actions": out.nonfinite_actions[0],
+            **{k: v[0] for k, v in out.device_infos().items()},
         }
         keys = (*columns, "market")
         rows = zip(*(np.asarray(v).tolist() for v in columns.values()))

@@ -281,6 +281,7 @@ class BatchedMarketEnv:
             "clipped_actions": out.clipped_actions,
             "nonfinite_actions": out.nonfinite_actions,
         }
+        infos.update(out.device_infos())
         if out.n_trades is not None:
             infos["n_trades"] = out.n_trades
         if out.grid is not None:

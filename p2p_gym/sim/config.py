@@ -31,6 +31,8 @@ MECHANISMS: tuple[str, ...] = AUCTIONS + COMMUNITY_RULES
 GRIDS: tuple[str, ...] = ("none", "linear", "ac")
 GRID_POLICIES: tuple[str, ...] = ("report", "block", "fee")
 REWARDS: tuple[str, ...] = ("money", "savings")
+#: How physical dispatch relates to the market (``dispatch``).
+DISPATCHES: tuple[str, ...] = ("fixed", "committed")
 #: Welfare optima the simulation can report efficiency against (``compute_optimum``).
 OPTIMA: tuple[str, ...] = ("none", "step", "episode")
 
@@ -84,6 +86,13 @@ class MarketConfig:
     book_stats: bool = _opt(False, "add last step's public book statistics to the observation")
     start_day: int | None = _opt(None, "first day of every episode (default: a seeded random day)", lo=0)
     initial_soc: float = _opt(0.5, "initial battery state of charge (fraction)", lo=0.0, hi=1.0)
+    dispatch: str = _opt(
+        "fixed",
+        "fixed: positions and battery set-points are fixed before clearing (trades move money); committed: orders "
+        "are physical commitments that flexible assets (battery, EV, heat pump, flexible demand, PV curtailment, "
+        "generators) deliver after clearing and the DSO's rule",
+        DISPATCHES,
+    )
     scenario_overrides: dict[str, Any] = _opt({}, "keyword overrides of the scenario builder")  # noqa: RUF009
 
     def __post_init__(self) -> None:

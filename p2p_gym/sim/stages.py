@@ -35,6 +35,17 @@ OBS_FEATURES = (
     "has_battery",  # 1 if the agent owns a battery
 )
 
+#: Features appended with ``dispatch="committed"`` (after forecasts and book statistics), power-scale units
+#: unless stated.
+COMMITTED_FEATURES = (
+    "flex_min",  # X_min: the lowest net injection the agent's devices reach this step
+    "flex_max",  # X_max: the highest
+    "inflexible_net",  # n0: the net injection with every device at its reference
+    "reference_action",  # the quantity action entry (index 1) whose target is n0, in [-1, 1]
+    "ev_need",  # energy the plugged-in EV still needs (kWh per power-scale kWh; 0 when none)
+    "hp_deviation",  # heat-pump deviation from its reference as a fraction of its band (0 without one)
+)
+
 #: Mechanisms whose clearing has a vectorised form over the batch.
 VECTORISED_MECHANISMS: tuple[str, ...] = ("uniform", *COMMUNITY_RULES)
 
@@ -313,5 +324,18 @@ def observations(static: Any, state: Any) -> np.ndarray:
         parts += [np.swapaxes(sc.load_kw[idx] / scale, -1, -2), np.swapaxes(sc.pv_kw[idx] / scale, -1, -2)]
     if cfg.book_stats:
         parts.append(np.broadcast_to(np.asarray(state.last_book)[..., None, :], (*shape, 3)))
+    if cfg.dispatch == "committed":
+        from p2p_gym.sim import assets
+
+        flex = assets.flex_range(static, state)
+        ev = static.ev
+        need = np.zeros(shape)
+        if ev is not None:
+            j = np.where(flex.ev_session >= 0, flex.ev_session, 0)
+            need = np.where(flex.ev_session >= 0, ev.energy_kwh[j] - flex.ev_delivered, 0.0)
+        band = np.where(sc.hp_band_kwh > 0, sc.hp_band_kwh, 1.0)
+        parts.append(np.stack([flex.x_min / scale, flex.x_max / scale, flex.n0 / scale,
+                               assets.reference_action(flex), need / (scale * sc.dt_hours),
+                               state.hp_dev_kwh / band], axis=-1))  # fmt: skip
     out = np.concatenate(parts, axis=-1) if len(parts) > 1 else obs
     return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)

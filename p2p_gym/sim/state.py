@@ -26,6 +26,12 @@ class SimState:
     """float[B, N]: each agent's P2P sales minus purchases in the last step (kWh)."""
     last_book: np.ndarray
     """float[B, 3]: last step's offered supply, offered demand and P2P volume (kWh per agent)."""
+    hp_dev_kwh: np.ndarray
+    """float[B, N]: heat-pump running deviation from its reference (kWh; ``dispatch="committed"``)."""
+    ev_session: np.ndarray
+    """int[B, N]: the EV session the agent last charged in (−1 none)."""
+    ev_kwh: np.ndarray
+    """float[B, N]: energy delivered in that session so far (kWh)."""
     welfare_sum: np.ndarray
     """float[B]: welfare accumulated over the episode so far (currency)."""
     optimum_per_step: np.ndarray

@@ -9,7 +9,7 @@ import numpy as np
 
 from p2p_gym.errors import EnvConfigError
 from p2p_gym.sim.config import MarketConfig
-from p2p_gym.sim.stages import OBS_FEATURES
+from p2p_gym.sim.stages import COMMITTED_FEATURES, OBS_FEATURES
 
 __all__ = ["SimStatic", "build"]
 
@@ -51,10 +51,26 @@ class SimStatic:
     n_obs: int
     n_start_days: int
     """Number of days an episode can start on."""
+    ev: Any = None
+    """:class:`~p2p_gym.sim.assets.EvTable` of the scenario's EV sessions (``dispatch="committed"``), else None."""
 
     @property
     def agent_ids(self) -> tuple[str, ...]:
         return tuple(self.scenario.agent_ids)
+
+    @property
+    def obs_index(self) -> dict[str, int]:
+        """Position of each named observation feature (base features, book statistics, committed-dispatch
+        features; forecasts are the 2·forecast_steps entries after the base features)."""
+        cfg = self.config
+        out = {name: i for i, name in enumerate(OBS_FEATURES)}
+        at = len(OBS_FEATURES) + 2 * cfg.forecast_steps
+        if cfg.book_stats:
+            out.update({"book_supply": at, "book_demand": at + 1, "book_volume": at + 2})
+            at += 3
+        if cfg.dispatch == "committed":
+            out.update({name: at + i for i, name in enumerate(COMMITTED_FEATURES)})
+        return out
 
 
 def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
@@ -109,12 +125,18 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
             sens = lin.sensitivities
             sens_i, sens_v = sens["line_current_ka_per_kw"], sens["vm_pu_per_kw"]
             attribution = FlowAttribution(sens_i, lin.max_i_ka)
+    committed = config.dispatch == "committed"
+    ev_peak = np.zeros(n)
+    if committed and len(sc.ev_sessions):
+        np.maximum.at(ev_peak, sc.ev_sessions[:, 0].astype(int), sc.ev_sessions[:, 4])
     power_scale = np.maximum.reduce(
-        [sc.load_kw.max(axis=0), sc.pv_kw.max(axis=0), sc.battery_kw, sc.gen_max_kw, np.full(n, 1e-6)]
-    )
+        [sc.load_kw.max(axis=0), sc.pv_kw.max(axis=0), sc.battery_kw, sc.gen_max_kw, np.full(n, 1e-6),
+         *([sc.hp_max_kw, sc.flex_max_kw, ev_peak] if committed else [])]
+    )  # fmt: skip
     others = np.array([[m for m in range(n) if m != i] for i in range(n)], dtype=int).reshape(n, n - 1)
     n_actions = 3 + (n - 1 if config.peer_selection else 0)
     n_obs = len(OBS_FEATURES) + 2 * config.forecast_steps + (3 if config.book_stats else 0)
+    n_obs += len(COMMITTED_FEATURES) if committed else 0
     return SimStatic(
         config=config,
         scenario=sc,
@@ -133,4 +155,11 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         n_actions=n_actions,
         n_obs=n_obs,
         n_start_days=n_days,
+        ev=None if not committed else _ev_table(sc),
     )
+
+
+def _ev_table(sc: Any) -> Any:
+    from p2p_gym.sim.assets import EvTable
+
+    return EvTable.of(sc)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from p2p_gym import market
-from p2p_gym.sim import stages
+from p2p_gym.sim import assets, stages
 from p2p_gym.sim.state import SimState
 
 __all__ = ["Outcome", "StepOutcome", "initial_state", "step"]
@@ -75,6 +75,10 @@ class Outcome:
     bills: np.ndarray  # float[B, N]
     grid_only_bills: np.ndarray  # float[B, N]
     production_cost: np.ndarray  # float[B, N]
+    private_cost: (
+        np.ndarray
+    )  # float[B, N] battery degradation − flexible-demand utility (dispatch="committed")
+    devices: Any  # p2p_gym.sim.assets.Dispatch of the devices (dispatch="committed"), else None
     penalty: np.ndarray  # float[B, N]
     injection_kw: np.ndarray  # float[B, N]
     grid: Any  # GridBatch | None
@@ -91,6 +95,16 @@ class Outcome:
     energy_balance_kwh: np.ndarray  # float[B] residual Σ injection · dt − (exports − imports)
     books: tuple[market.Orders, ...] | None
     results: tuple[market.ClearingResult, ...] | None
+
+    def device_infos(self) -> dict[str, np.ndarray]:
+        """Per-agent device set-points and private terms [B, N] (``dispatch="committed"``; empty otherwise):
+        ``ev_kw``, ``hp_kw``, ``flex_kw`` (flexible demand), ``pv_used_kw`` (after curtailment), ``utility`` and
+        ``battery_cost`` (currency)."""
+        d = self.devices
+        if d is None:
+            return {}
+        return {"ev_kw": d.ev_kw, "hp_kw": d.hp_kw, "flex_kw": d.flex_kw, "pv_used_kw": d.pv_kw,
+                "utility": d.utility, "battery_cost": d.battery_cost}  # fmt: skip
 
     @property
     def gains_from_trade(self) -> np.ndarray:
@@ -146,6 +160,9 @@ def initial_state(static: Any, days: Any) -> SimState:
         last_price=0.5 * (sc.retail_price[t0] + sc.feed_in_price[t0]),
         last_traded=np.zeros((b, static.n)),
         last_book=np.zeros((b, 3)),
+        hp_dev_kwh=np.zeros((b, static.n)),
+        ev_session=np.full((b, static.n), -1, dtype=np.int32),
+        ev_kwh=np.zeros((b, static.n)),
         welfare_sum=np.zeros(b),
         optimum_per_step=per_step,
         optimum_welfare=total,
@@ -176,32 +193,54 @@ def step(
     retail, feed_in = sc.retail_price[t], sc.feed_in_price[t]
     # decode → assets → orders
     act, n_clipped, n_nonfinite = stages.decode(actions)
-    battery_kw, soc = stages.battery_dispatch(
-        act[..., 2],
-        state.soc_kwh,
-        sc.battery_kw,
-        sc.battery_kwh,
-        sc.battery_efficiency,
-        dt,
-        static.has_battery,
-    )
-    net_kw = sc.pv_kw[t] - sc.load_kw[t] + battery_kw
-    price, qty, is_buy = stages.order_book(
-        act, net_kw, retail[:, None], feed_in[:, None], static.is_gen, sc.gen_max_kw, dt
-    )
+    committed = cfg.dispatch == "committed"
+    flex = plan = None
+    if committed:  # orders are physical commitments of the flexible assets (p2p_gym.sim.assets)
+        flex = assets.flex_range(static, state)
+        x = assets.target(flex, act[..., 1])
+        plan = assets.plan(flex, x, (act[..., 2] + 1.0) * 0.5)
+        price = feed_in[:, None] + (act[..., 0] + 1.0) * 0.5 * (retail - feed_in)[:, None]
+        qty = np.abs(x) * dt
+        qty = np.where(qty > stages.MIN_ORDER_KWH, qty, 0.0)
+        is_buy = x < 0
+        soc = state.soc_kwh  # advanced after dispatch
+        battery_kw = np.zeros((b, n))
+        net_kw = flex.n0
+    else:
+        battery_kw, soc = stages.battery_dispatch(
+            act[..., 2],
+            state.soc_kwh,
+            sc.battery_kw,
+            sc.battery_kwh,
+            sc.battery_efficiency,
+            dt,
+            static.has_battery,
+        )
+        net_kw = sc.pv_kw[t] - sc.load_kw[t] + battery_kw
+        price, qty, is_buy = stages.order_book(
+            act, net_kw, retail[:, None], feed_in[:, None], static.is_gen, sc.gen_max_kw, dt
+        )
     accept = stages.partners(act[..., 3:], static.others, cfg.peer_k) if cfg.peer_selection else None
     # clear → injections → grid check
     cleared = stages.clear(cfg, n, price, qty, is_buy, accept, static.preference, retail, feed_in, vectorised)
-    injection_kw = stages.injections(net_kw, cleared.sold, static.is_gen, dt)
+
+    def physical(cleared: stages.Cleared) -> tuple[np.ndarray, Any]:
+        if committed:
+            assert flex is not None and plan is not None
+            delta = assets.realised_delta(flex, plan, cleared.sold + cleared.bought, dt)
+            d = assets.dispatch(static, flex, delta)
+            return d.injection_kw, d
+        return stages.injections(net_kw, cleared.sold, static.is_gen, dt), None
+
+    injection_kw, disp = physical(cleared)
     grid = static.grid_model.check_batch(injection_kw) if static.grid_model is not None else None
     # grid policy
     n_blocked, blocked_kwh = np.zeros(b, dtype=np.int64), np.zeros(b)
     if cfg.grid_policy == "block":
         cleared, n_blocked, blocked_kwh = stages.block(static, cleared, injection_kw)
-        if (
-            static.is_gen.any() and n_blocked.any()
-        ):  # blocked generation is not produced: check the grid again
-            injection_kw = stages.injections(net_kw, cleared.sold, static.is_gen, dt)
+        if n_blocked.any() and (committed or static.is_gen.any()):
+            # what a blocked trade would have moved is not produced or consumed: check the grid again
+            injection_kw, disp = physical(cleared)
             grid = static.grid_model.check_batch(injection_kw)
     fees = stages.fees(static, cleared)
     penalty = np.zeros((b, n))
@@ -219,19 +258,29 @@ def step(
         cleared.bought, cleared.sold, cleared.paid, cleared.received, net_kwh, r, f, fees
     )
     grid_only = np.maximum(-net_kwh, 0.0) * r - np.maximum(net_kwh, 0.0) * f
-    if static.is_gen.any():
+    private = np.zeros((b, n))  # battery degradation − utility of flexible demand (currency)
+    if disp is not None:
+        assert flex is not None
+        production = disp.production_cost
+        private = disp.battery_cost - disp.utility
+        battery_kw = disp.battery_kw
+        soc, hp_dev, ev_session, ev_kwh = assets.advance(static, flex, disp, state.soc_kwh, state.hp_dev_kwh)
+    elif static.is_gen.any():
         gen_kwh = np.where(static.is_gen, np.maximum(net_kwh + sc.load_kw[t] * dt, 0.0), 0.0)
         production = 0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh
     else:
         production = np.zeros((b, n))
+    if disp is None:
+        hp_dev, ev_session, ev_kwh = state.hp_dev_kwh, state.ev_session, state.ev_kwh
     # welfare, optimum, rewards. Welfare = −(net payment to the grid) − production cost; fees are transfers.
     grid_balance = st.grid_import_cost.sum(axis=1) - st.grid_export_revenue.sum(axis=1)
-    welfare = -grid_balance - production.sum(axis=1)
-    welfare_no_trade = -grid_only.sum(axis=1) - production.sum(axis=1)
+    welfare = -grid_balance - production.sum(axis=1) - private.sum(axis=1)
+    welfare_no_trade = -grid_only.sum(axis=1) - production.sum(axis=1) - private.sum(axis=1)
     if cfg.compute_optimum == "step":
         from p2p_gym.optim.step_optimum import step_optimum
 
-        optimum = np.asarray(step_optimum(sc, t, net_kwh), dtype=np.float64)
+        # positions as played; the devices' private costs and utility as dispatched
+        optimum = np.asarray(step_optimum(sc, t, net_kwh), dtype=np.float64) - private.sum(axis=1)
         efficiency = np.asarray(
             market.efficiency(welfare, welfare_no_trade, optimum), dtype=np.float64
         ).reshape(b)
@@ -250,7 +299,7 @@ def step(
     ):  # the same definition against the episode's reference
         eff = market.efficiency(welfare_sum, state.reference_welfare, state.optimum_welfare)
         episode_efficiency = np.where(ended, np.asarray(eff, dtype=np.float64).reshape(b), np.nan)
-    money = -st.bill - production - penalty
+    money = -st.bill - production - private - penalty
     rewards = grid_only + money if cfg.reward == "savings" else money
     # next state
     sold_kwh, bought_kwh = cleared.sold, cleared.bought
@@ -263,6 +312,9 @@ def step(
         last_price=np.where(np.isfinite(cleared.price), cleared.price, state.last_price),
         last_traded=sold_kwh - bought_kwh,
         last_book=np.stack([supply, demand, cleared.volume], axis=1) / n,
+        hp_dev_kwh=hp_dev,
+        ev_session=ev_session,
+        ev_kwh=ev_kwh,
         welfare_sum=welfare_sum,
         optimum_per_step=state.optimum_per_step,
         optimum_welfare=state.optimum_welfare,
@@ -286,6 +338,8 @@ def step(
         bills=st.bill,
         grid_only_bills=grid_only,
         production_cost=production,
+        private_cost=private,
+        devices=disp,
         penalty=penalty,
         injection_kw=injection_kw,
         grid=grid,
