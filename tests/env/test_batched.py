@@ -77,6 +77,17 @@ def _compare(
                 assert info["n_trades"][b] == m["n_trades"]
             for key in AGENT_INFOS:
                 close(info[key][b], [inf[a][key] for a in agents])
+            for key in (
+                "ev_kw",
+                "hp_kw",
+                "flex_kw",
+                "pv_used_kw",
+                "utility",
+                "battery_cost",
+            ):  # committed dispatch
+                assert (key in info) == (key in inf[agents[0]])
+                if key in info:
+                    close(info[key][b], [inf[a][key] for a in agents])
             if benv.config.grid != "none":
                 for key, value in info["grid"].items():
                     close(value[b], np.nan if m["grid"][key] is None else m["grid"][key])
@@ -363,3 +374,25 @@ def test_config_alone_selects_the_scenario() -> None:
     assert env.scenario.name == "tiny" and env.n == 4
     venv = BatchedMarketEnv(config=MarketConfig(scenario="tiny", grid="none"), n_envs=2)
     assert venv.n == 4
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "grid", "grid_policy"),
+    [("uniform", "linear", "report"), ("bilateral", "linear", "block"), ("sdr", "none", "report")],
+)
+def test_committed_dispatch_matches_plain_env(mechanism: str, grid: str, grid_policy: str) -> None:
+    """dispatch="committed" with EVs, a heat pump and flexible demand: the batched env equals B plain envs."""
+    sc = cached_scenario("tiny")
+    hp = np.zeros_like(sc.load_kw)
+    hp[:, 2] = 0.8
+    sc = sc.replace(
+        ev_sessions=[[0, 4, 40, 3.0, 3.7], [3, 100, 130, 4.0, 7.4]], hp_kw=hp, hp_max_kw=[0, 0, 2.0, 0],
+        hp_band_kwh=[0, 0, 1.0, 0], flex_max_kw=[0, 0, 0, 1.0], flex_util_a=[0, 0, 0, 0.1],
+        flex_util_b=[0, 0, 0, 0.3],
+    )  # fmt: skip
+    kw: dict[str, Any] = {"mechanism": mechanism, "grid": grid, "grid_policy": grid_policy,
+                          "block_threshold_pct": 1.0, "dispatch": "committed", "compute_optimum": True,
+                          "start_day": 1}  # fmt: skip
+    benv = BatchedMarketEnv(sc, n_envs=2, **kw)
+    ref = P2PMarketEnv(sc, **kw)
+    _compare(benv, ref, seed=5, rtol=0.0, atol=TOL)
