@@ -2,12 +2,14 @@
 
 * :class:`P2PMarketEnv` — the PettingZoo parallel env (:func:`p2p_gym.sim.step` with B = 1);
 * :class:`BatchedMarketEnv` — B episodes at once, shaped like Gymnasium's vector API (the same step, B > 1);
-* :mod:`p2p_gym.envs.p2p_market_v0` — PettingZoo's ``env()`` / ``parallel_env()`` / ``raw_env`` convention.
+* :mod:`p2p_gym.envs.p2p_market_v0` — PettingZoo's ``env()`` / ``parallel_env()`` / ``raw_env`` convention
+  (fixed positions);
+* :mod:`p2p_gym.envs.p2p_market_v1` — the same with committed dispatch (physical trades) by default.
 """
 
 from __future__ import annotations
 
-from p2p_gym.envs import p2p_market_v0
+from p2p_gym.envs import p2p_market_v0, p2p_market_v1
 from p2p_gym.envs.p2p_market_v0 import env, parallel_env
 from p2p_gym.envs.parallel import P2PMarketEnv
 from p2p_gym.envs.vector import BatchedMarketEnv
@@ -35,5 +37,6 @@ __all__ = [
     "StepOutcome",
     "env",
     "p2p_market_v0",
+    "p2p_market_v1",
     "parallel_env",
 ]

@@ -80,7 +80,13 @@ class P2PMarketEnv(ParallelEnv):
     Raises:
         EnvConfigError: an invalid option (the message names the field, the value and the allowed range).
 
-    **Version history**: v0 — first release.
+    **Version history**: v0 — first release (fixed positions: load, PV and the battery set-point are fixed before
+    clearing, trades move money). v1 (:mod:`p2p_gym.envs.p2p_market_v1`, ``dispatch="committed"``) — orders are
+    physical commitments of flexible assets (battery, EV charging, heat pump, flexible demand, PV curtailment,
+    generators), the grid sees the injection after clearing and the DSO's rule; action entries 1 and 2 become
+    the planned net injection within the flexibility range and the grid-fallback share; six observation
+    features are appended (:data:`~p2p_gym.sim.stages.COMMITTED_FEATURES`); rewards include battery
+    degradation and the utility of flexible demand.
     """
 
     metadata = {"name": "p2p_market_v0", "render_modes": ["human", "rgb_array"], "is_parallelizable": True}

@@ -182,3 +182,18 @@ class _Sell:
         a[1] = -1.0 if n0 < 0 else 1.0
         a[2] = -1.0
         return a
+
+
+def test_version_1_module_passes_the_pettingzoo_api_tests() -> None:
+    from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parallel_seed_test
+
+    from p2p_gym.envs import p2p_market_v1
+
+    sc = _flex_tiny()
+    penv = p2p_market_v1.parallel_env(sc, grid="linear", episode_steps=48)
+    assert penv.config.dispatch == "committed"
+    parallel_api_test(penv, num_cycles=60)
+    parallel_seed_test(lambda: p2p_market_v1.parallel_env(sc, grid="none", episode_steps=24), num_cycles=30)
+    api_test(p2p_market_v1.env(scenario=sc, episode_steps=12), num_cycles=30)
+    max_cycles_test(p2p_market_v1)
+    assert p2p_market_v1.parallel_env("tiny", dispatch="fixed").config.dispatch == "fixed"
