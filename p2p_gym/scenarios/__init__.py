@@ -9,6 +9,12 @@
 ``n_agents``, ``pv_penetration``, ``battery_share``, ``seed`` for ``default``) and any :class:`Scenario` field
 (for example ``retail_price=0.35`` or ``battery_kwh=np.zeros(20)``), which replaces the built value and is
 validated again.
+
+Built-in scenarios (:func:`list_scenarios`): ``default`` and ``default_high_pv`` (households on the SimBench LV
+grid ``1-LV-semiurb4--0-sw``), ``tiny`` (a synthetic 4-prosumer feeder), ``cigre_lv`` (the CIGRE LV benchmark),
+``ieee39`` (the IEEE 39-bus system) and ``flex``: 118 flexible prosumers — PV, PV batteries, heat pumps and EV
+charging sessions — on the SimBench rural LV grid ``1-LV-rural3--2-sw`` (SimBench: Meinecke et al. 2020,
+Energies 13(12):3290; data simbench.de, ODbL v1.0), see :func:`~p2p_gym.scenarios.builders.build_flex`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from p2p_gym.scenarios.builders import (
     build_cigre_lv,
     build_default,
     build_default_high_pv,
+    build_flex,
     build_ieee39,
     build_tiny,
 )
@@ -34,6 +41,7 @@ _BUILDERS: dict[str, Callable[..., Scenario]] = {
     "tiny": build_tiny,
     "cigre_lv": build_cigre_lv,
     "ieee39": build_ieee39,
+    "flex": build_flex,
 }
 _BUILDER_PARAMS: dict[str, set[str]] = {
     "default_high_pv": set(inspect.signature(build_default).parameters) - {"name"},

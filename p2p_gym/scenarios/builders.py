@@ -1,4 +1,4 @@
-"""Built-in scenarios: ``default``, ``default_high_pv``, ``tiny``, ``cigre_lv`` and ``ieee39``."""
+"""Built-in scenarios: ``default``, ``default_high_pv``, ``tiny``, ``cigre_lv``, ``ieee39`` and ``flex``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from p2p_gym.errors import ScenarioError
-from p2p_gym.scenarios import data
+from p2p_gym.scenarios import data, flex_data
 from p2p_gym.scenarios.base import Scenario
 
 
@@ -373,4 +373,233 @@ def build_ieee39(days: int = 366, name: str = "ieee39") -> Scenario:
         gen_cost_a=a,
         gen_cost_b=b,
         description="IEEE 39-bus (pandapower case39): 10 generators with case39 costs and 21 loads.",
+    )
+
+
+# --------------------------------------------------------------------------------------------- flex
+def _feeder_order(net: Any) -> dict[int, int]:
+    """Rank of every bus in a depth-first walk of the grid from the external grid, smaller bus index first.
+
+    On a radial LV grid this lists the feeders one after the other (in the order of their first bus's index),
+    each from the substation outward, one branch at a time; the first k buses of it are a connected piece of
+    the grid. Closed switches connect, open ones separate (pandapower's topology graph).
+    """
+    import pandapower.topology as top
+
+    graph = top.create_nxgraph(net, multi=False)
+    roots = [int(b) for b in net.ext_grid.bus]
+    order: list[int] = []
+    seen = set(roots)
+    stack = list(reversed(roots))
+    while stack:
+        b = stack.pop()
+        order.append(b)
+        for nb in sorted((int(x) for x in graph.neighbors(b)), reverse=True):
+            if nb not in seen:
+                seen.add(nb)
+                stack.append(nb)
+    rank = {b: i for i, b in enumerate(order)}
+    for b in net.bus.index:  # isolated buses (none on the shipped grid) last, in index order
+        rank.setdefault(int(b), len(rank))
+    return rank
+
+
+def _merge_sessions(
+    agent: np.ndarray,
+    charger: np.ndarray,
+    arrival: np.ndarray,
+    departure: np.ndarray,
+    energy_kwh: np.ndarray,
+    max_kw: np.ndarray,
+) -> np.ndarray:
+    """EV sessions float[S', 5] (:data:`~p2p_gym.scenarios.base.EV_COLUMNS`) with overlapping windows of one
+    agent merged.
+
+    Sessions of one agent (one bus, possibly several chargers) whose windows [arrival, departure) overlap —
+    directly or through a chain — become one session: the union window, the summed energy, and as power
+    limit the sum over the chargers involved of each charger's largest ``max_kw`` in the group. It stays
+    deliverable: a charger's own sessions are disjoint, so each charger delivers its energy within the union
+    window at its largest power.
+    """
+    if not len(agent):
+        return np.zeros((0, 5))
+    order = np.lexsort((arrival, agent))
+    agent, charger, arrival, departure = agent[order], charger[order], arrival[order], departure[order]
+    energy_kwh, max_kw = energy_kwh[order], max_kw[order]
+    # running latest departure within each agent: offsetting by agent·(T+1) keeps agents apart in the cummax
+    key = agent * (int(departure.max()) + 1)
+    reach = np.maximum.accumulate(departure + key) - key
+    new = np.r_[True, (agent[1:] != agent[:-1]) | (arrival[1:] >= reach[:-1])]
+    group = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    pairs, pair_of = np.unique(np.stack([group, charger], axis=1), axis=0, return_inverse=True)
+    charger_kw = np.zeros(len(pairs))
+    np.maximum.at(charger_kw, pair_of.ravel(), max_kw)
+    limit = np.zeros(len(starts))
+    np.add.at(limit, pairs[:, 0], charger_kw)
+    return np.stack(
+        [
+            agent[starts],
+            arrival[starts],
+            np.maximum.reduceat(departure, starts),
+            np.add.reduceat(energy_kwh, starts),
+            limit,
+        ],
+        axis=1,
+    ).astype(np.float64)
+
+
+def build_flex(days: int = 366, max_agents: int | None = None, name: str = "flex") -> Scenario:
+    """Flexible prosumers on the SimBench rural LV grid ``1-LV-rural3--2-sw`` (scenario 2, "future").
+
+    SimBench (Meinecke et al. 2020, Energies 13(12):3290; simbench.de, ODbL v1.0): a 0.4 kV grid of 129 buses,
+    127 cables (NAYY 4x150, 270 A) in nine feeders and one 400 kVA transformer, with 113 households, 5
+    commercial loads, 18 heat pumps, 17 EV chargers, 27 PV plants and 16 PV plants with a home battery; 2016
+    in 15-minute steps (profiles and the element table: :mod:`p2p_gym.scenarios.flex_data`).
+
+    **Agents.** Every bus with at least one load, PV plant or storage unit is one agent (118 buses), the agents
+    numbered ``prosumer_0``, ``prosumer_1``, ... in *feeder order*: a depth-first walk from the substation,
+    feeders one after the other (by their first bus index), each from the transformer outward, smaller bus
+    index first at a branching. An agent aggregates the elements at its bus (power in kW = SimBench profile ×
+    rated power):
+
+    * ``load_kw``: household (``H0-*``) and commercial (``G*``) loads;
+    * ``pv_kw``: the PV sgens, and the storage units. A SimBench storage unit is a PV plant with a home battery
+      run for self-consumption; its profile is the unit's net injection (≥ 0, also at night when the battery
+      discharges) and is taken as PV output. ``pv_kwp`` sums the rated powers of both (the storage unit's
+      |p_mw|). Such an agent also gets a battery of |p| kW and SimBench's ``max_e_mwh`` (2 h × |p| within
+      SimBench's rounding) — an extra flexibility on top of the SimBench operation already in its profile;
+    * ``hp_kw``: heat-pump consumption (SimBench electric profiles × rating), ``hp_max_kw`` the summed ratings
+      (at least the peak of ``hp_kw``), ``hp_band_kwh`` the summed virtual-storage bands of
+      :func:`~p2p_gym.scenarios.flex_data.heat_pump_band` (1.25 h of rated power);
+    * ``ev_sessions``: the charging sessions of :func:`~p2p_gym.scenarios.flex_data.ev_sessions`. Where an
+      agent has several chargers (two buses have two), sessions whose windows overlap are merged into one
+      (union window, summed energy, power limit the sum of each charger's largest session power), so that
+      sessions of one agent never overlap and each stays deliverable. With fewer than 366 ``days`` a session
+      still plugged in at the end keeps the energy its SimBench profile charges before the end, and departs
+      at the end.
+
+    Flexible demand (``flex_*``) is zero: the data has none. Battery efficiency 0.95 and the time-of-use retail
+    and feed-in tariff as ``default``.
+
+    The net holds the full grid with one ``sgen`` per agent at its bus (the SimBench loads, sgens and storage
+    units removed).
+
+    **Headline figures** (366 days, all 118 agents): every agent has household or commercial load (113 + 5
+    loads, 347.5 MWh/a: 246.7 households, 100.9 commercial); 43 have PV (27 PV plants of 252.3 kWp, 165.2
+    MWh/a, and 16 PV-battery units of 93.0 kWp, 59.5 MWh/a: 224.7 MWh/a in all); 16 a battery (93 kW,
+    185.9 kWh); 18 a heat pump (119.9 kW rated, 108.6 MWh/a); 15 an EV charger (17 chargers, 2,996 SimBench
+    sessions, 2,755 after merging at the two buses with two chargers, 12.4 MWh/a).
+
+    **Grid** (linear model of :class:`~p2p_gym.grid.GridModel`, every step of 2016, no trade: each agent
+    injects PV − load − heat pump − EV charging, batteries idle). With EV charging as in SimBench the largest
+    line loading is 48.5 % (the head cable of the feeder at bus 6), above 40 % in 155 steps, never above 80 %;
+    the transformer peaks at 55 % and bus voltages stay in 1.000–1.048 p.u. With every plugged-in EV
+    charging at full power the line maximum is 51.4 % (4 steps above 50 %). The feeder is not congested by
+    its own profiles: congestion studies need added load or PV, or a lower ``loading_limit_pct``. At the peak
+    net-load step (step 34422, 24 December 13:30, 245 kW net import with EVs at full power) an AC power flow
+    converges with 44.7 % line and 61.0 % transformer loading (linear model: 43.7 % and 56.0 %; it omits the
+    losses).
+
+    Args:
+        days: number of days from 2016-01-01 (1 to 366; 366 = the whole leap year, 35,136 steps).
+        max_agents: keep only the first ``max_agents`` agents in feeder order (1 to 118; None = all). The grid
+            stays whole; the other buses carry no agent.
+        name: the scenario name.
+    """
+    days = _check_int("days", days, 1, 366)
+    if not isinstance(name, str) or not name:
+        raise ScenarioError(f"name: must be a non-empty string, got {name!r}")
+    el = flex_data.flex_elements()
+    net = flex_data.flex_net()
+    rank = _feeder_order(net)
+    agent_bus = np.array(sorted({int(b) for b in el.bus}, key=rank.__getitem__), dtype=np.int64)
+    if max_agents is not None:
+        max_agents = _check_int("max_agents", max_agents, 1, len(agent_bus))
+        agent_bus = agent_bus[:max_agents]
+    n = len(agent_bus)
+    step = round(flex_data.STEP_HOURS * 60)
+    dt = flex_data.STEP_HOURS
+    n_steps = days * 1440 // step
+    agent_of = {int(b): i for i, b in enumerate(agent_bus)}
+    agent_el = np.array([agent_of.get(int(b), -1) for b in el.bus])
+
+    load_kw = np.zeros((n_steps, n))
+    pv_kw = np.zeros((n_steps, n))
+    pv_kwp = np.zeros(n)
+    battery_kw = np.zeros(n)
+    battery_kwh = np.zeros(n)
+    for e in np.flatnonzero(agent_el >= 0):
+        kind, i = str(el.kind[e]), agent_el[e]
+        if kind in ("heat_pump", "ev"):
+            continue  # from heat_pump_band / ev_sessions below
+        kw = flex_data.flex_profile(str(el.profile[e]))[:n_steps] * el.p_kw[e]
+        if el.injects[e]:  # PV sgen or PV-battery storage unit
+            pv_kw[:, i] += kw
+            pv_kwp[i] += el.p_kw[e]
+            if el.element[e] == "storage":
+                battery_kw[i] += el.p_kw[e]
+                battery_kwh[i] += el.e_kwh[e]
+        else:  # household, commercial (or any other inflexible load)
+            load_kw[:, i] += kw
+
+    position = {int(el.index[e]): e for e in np.flatnonzero(el.element == "load")}  # net.load index → element
+    hp = flex_data.heat_pump_band()
+    hp_kw = np.zeros((n_steps, n))
+    hp_max_kw = np.zeros(n)
+    hp_band_kwh = np.zeros(n)
+    for j, load in enumerate(hp.load):
+        i = agent_el[position[int(load)]]
+        if i >= 0:
+            hp_kw[:, i] += hp.profile_kw[:n_steps, j]
+            hp_max_kw[i] += hp.rated_kw[j]
+            hp_band_kwh[i] += hp.band_kwh[j]
+    hp_max_kw = np.maximum(hp_max_kw, hp_kw.max(axis=0))
+
+    s = flex_data.ev_sessions()
+    charger = np.array([position[int(x)] for x in s.load], dtype=np.int64)
+    agent = agent_el[charger]
+    keep = (agent >= 0) & (s.arrival < n_steps)
+    energy = s.energy_kwh[keep].copy()
+    for k in np.flatnonzero(s.charge_end[keep] > n_steps):  # still charging at the horizon's end
+        e, a = charger[keep][k], int(s.arrival[keep][k])
+        energy[k] = flex_data.flex_profile(str(el.profile[e]))[a:n_steps].sum() * el.p_kw[e] * dt
+    ev = _merge_sessions(
+        agent[keep],
+        charger[keep],
+        s.arrival[keep],
+        np.minimum(s.departure[keep], n_steps),
+        energy,
+        s.max_kw[keep],
+    )
+
+    agent_ids = tuple(f"prosumer_{i}" for i in range(n))
+    retail, feed_in = _tou_prices(n_steps, step)
+    ev_agents = len(np.unique(ev[:, 0]))
+    return Scenario(
+        name=name,
+        agent_ids=agent_ids,
+        bus=agent_bus,
+        load_kw=load_kw,
+        pv_kw=pv_kw,
+        pv_kwp=pv_kwp,
+        battery_kwh=battery_kwh,
+        battery_kw=battery_kw,
+        retail_price=retail,
+        feed_in_price=feed_in,
+        step_minutes=step,
+        net=_agent_net(net, agent_bus, agent_ids),
+        battery_efficiency=0.95,
+        ev_sessions=ev,
+        hp_kw=hp_kw,
+        hp_max_kw=hp_max_kw,
+        hp_band_kwh=hp_band_kwh,
+        start_time="2016-01-01 00:00",
+        description=(
+            f"SimBench {flex_data.FLEX_CODE} (Meinecke et al. 2020, Energies 13(12):3290; simbench.de, "
+            f"ODbL v1.0): {n} prosumers on a rural LV grid, {int(np.count_nonzero(pv_kwp))} with PV, "
+            f"{int(np.count_nonzero(battery_kwh))} with batteries, {int(np.count_nonzero(hp_max_kw))} with heat "
+            f"pumps, {ev_agents} with EV charging ({len(ev)} sessions); {days} days of 2016, 15-minute steps; "
+            "ToU tariff."
+        ),
     )
