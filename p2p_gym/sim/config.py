@@ -30,6 +30,10 @@ COMMUNITY_RULES: tuple[str, ...] = ("mmr", "sdr", "bill_sharing")
 MECHANISMS: tuple[str, ...] = AUCTIONS + COMMUNITY_RULES
 GRIDS: tuple[str, ...] = ("none", "linear", "ac")
 GRID_POLICIES: tuple[str, ...] = ("report", "block", "fee")
+#: Network fee structures of ``grid_policy="fee"`` (Le Goff Latimier & Ben Ahmed 2023, §3.3, eq. 12).
+FEE_TYPES: tuple[str, ...] = ("distance", "uniform", "zonal")
+#: What happens to the collected network fees.
+FEE_REDISTRIBUTIONS: tuple[str, ...] = ("none", "equal", "flexibility")
 REWARDS: tuple[str, ...] = ("money", "savings")
 #: How physical dispatch relates to the market (``dispatch``).
 DISPATCHES: tuple[str, ...] = ("fixed", "committed")
@@ -68,6 +72,22 @@ class MarketConfig:
     )
     fee_per_kwh_km: float = _opt(
         0.05, "network fee of grid_policy=fee, currency per kWh and km", lo=0.0, hi=1e6
+    )
+    fee_type: str = _opt(
+        "distance",
+        "fee structure: distance (fee_per_kwh_km × path length), uniform (fee_per_kwh on every trade) or zonal "
+        "(fee_per_kwh on trades between different feeders)",
+        FEE_TYPES,
+    )
+    fee_per_kwh: float = _opt(0.02, "rate of the uniform and zonal fees, currency per kWh", lo=0.0, hi=1e6)
+    fee_fixed: float = _opt(
+        0.0, "trade-independent fee, currency per agent and step in which it places an order", lo=0.0, hi=1e6
+    )
+    fee_redistribution: str = _opt(
+        "none",
+        "collected fees: none (kept by the DSO), equal (shared equally) or flexibility (pro rata to each agent's "
+        "flexibility service, |injection − inflexible net|)",
+        FEE_REDISTRIBUTIONS,
     )
     grid_penalty: float = _opt(0.0, "currency per % point of line overflow (0 = no penalty)", lo=0.0, hi=1e9)
     reward: str = _opt("money", "reward: money (profit) or savings (vs the grid-only bill)", REWARDS)
@@ -118,7 +138,7 @@ class MarketConfig:
         if self.start_day is not None:
             _int(self, "start_day", 0, 10**9)
         for name in ("block_threshold_pct", "fee_per_kwh_km", "grid_penalty", "k", "preference_per_km",
-                     "initial_soc"):  # fmt: skip
+                     "initial_soc", "fee_per_kwh", "fee_fixed"):  # fmt: skip
             meta = _meta(name)
             _num(self, name, meta["lo"], meta["hi"])
         if self.grid_policy == "block" and self.grid == "none":  # the fee needs only the path lengths

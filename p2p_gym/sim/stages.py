@@ -266,18 +266,38 @@ def block(static: Any, cleared: Cleared, injection_kw: np.ndarray) -> tuple[Clea
     return _positions(static.n, cleared.books, tuple(results)), np.array(counts), np.array(volumes)
 
 
-def fees(static: Any, cleared: Cleared) -> np.ndarray:
-    """Distance-based network fees float[B, N] (currency), half paid by each side of a trade: the rate of
-    ``fee_matrix`` (currency/kWh between two agents, Le Goff Latimier & Ben Ahmed 2023, eq. 12) × kWh."""
+def fees(static: Any, cleared: Cleared, qty: np.ndarray, flexibility_kw: np.ndarray) -> np.ndarray:
+    """Network fees float[B, N] (currency, net of redistribution) of ``grid_policy="fee"``.
+
+    Each trade pays the pair's rate of ``fee_matrix`` (currency/kWh: distance-based, uniform or zonal, Le Goff
+    Latimier & Ben Ahmed 2023, eq. 12) × kWh, half by each side; every agent with an order (``qty`` > 0) pays the
+    trade-independent ``fee_fixed``. With ``fee_redistribution`` the collected total is paid back, equally or
+    pro rata to each agent's flexibility service |``flexibility_kw``| (its injection minus its inflexible net;
+    equally when nobody moved) — the use the paper suggests for the collected money (§3.3).
+    """
+    cfg = static.config
     n = static.n
-    out = np.zeros((len(cleared.price), n))
-    if static.fee_matrix is None or cleared.results is None:
+    b = len(cleared.price)
+    out = np.zeros((b, n))
+    if static.fee_matrix is None:
         return out
-    for b, res in enumerate(cleared.results):
-        tr = res.trades
-        if len(tr.quantity):
-            per_trade = static.fee_matrix[tr.seller, tr.buyer] * tr.quantity
-            out[b] = 0.5 * (np.bincount(tr.seller, per_trade, n) + np.bincount(tr.buyer, per_trade, n))
+    if cleared.results is not None:
+        for r, res in enumerate(cleared.results):
+            tr = res.trades
+            if len(tr.quantity):
+                per_trade = static.fee_matrix[tr.seller, tr.buyer] * tr.quantity
+                out[r] = 0.5 * (np.bincount(tr.seller, per_trade, n) + np.bincount(tr.buyer, per_trade, n))
+    if cfg.fee_fixed > 0:
+        out += np.where(qty > 0, cfg.fee_fixed, 0.0)
+    if cfg.fee_redistribution != "none":
+        total = out.sum(axis=1, keepdims=True)
+        if cfg.fee_redistribution == "flexibility":
+            w = np.abs(flexibility_kw)
+            s = w.sum(axis=1, keepdims=True)
+            share = np.where(s > 1e-12, w / np.where(s > 1e-12, s, 1.0), 1.0 / n)
+        else:
+            share = np.full((b, n), 1.0 / n)
+        out = out - total * share
     return out
 
 

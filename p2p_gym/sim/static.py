@@ -44,7 +44,7 @@ class SimStatic:
     sens_v: np.ndarray | None
     """float[V, N] voltage sensitivities (p.u./kW), when needed."""
     fee_matrix: np.ndarray | None
-    """float[N, N] network fee per kWh between two agents (``grid_policy="fee"``)."""
+    """float[N, N] network fee per kWh between two agents (``grid_policy="fee"``; ``fee_type`` decides it)."""
     preference: np.ndarray | None
     """float[N, N] β of the bilateral matching."""
     n_actions: int
@@ -57,6 +57,15 @@ class SimStatic:
     @property
     def agent_ids(self) -> tuple[str, ...]:
         return tuple(self.scenario.agent_ids)
+
+    @property
+    def clearing_preference(self) -> np.ndarray | None:
+        """β the bilateral matching subtracts from each pair's surplus: the preference plus, with
+        ``grid_policy="fee"``, the pair's network fee (so the fee enters the clearing objective, Le Goff Latimier
+        & Ben Ahmed 2023, eq. 12, not only the bill)."""
+        if self.fee_matrix is None or self.config.mechanism != "bilateral":
+            return self.preference
+        return self.fee_matrix if self.preference is None else self.preference + self.fee_matrix
 
     @property
     def obs_index(self) -> dict[str, int]:
@@ -100,7 +109,7 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
     if config.peer_k is not None and config.peer_k > max(1, n - 1):
         raise EnvConfigError(f"peer_k: must be an integer in [1, {max(1, n - 1)}], got {config.peer_k}")
     distance = np.zeros((n, n))
-    if config.grid_policy == "fee" or config.preference == "distance":
+    if (config.grid_policy == "fee" and config.fee_type == "distance") or config.preference == "distance":
         from p2p_gym.grid import path_length_km
 
         distance = path_length_km(sc.net, sc.bus)
@@ -150,13 +159,30 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         attribution=attribution,
         sens_i=sens_i,
         sens_v=sens_v,
-        fee_matrix=config.fee_per_kwh_km * distance if config.grid_policy == "fee" else None,
+        fee_matrix=_fee_matrix(config, sc, distance) if config.grid_policy == "fee" else None,
         preference=preference,
         n_actions=n_actions,
         n_obs=n_obs,
         n_start_days=n_days,
         ev=None if not committed else _ev_table(sc),
     )
+
+
+def _fee_matrix(config: MarketConfig, sc: Any, distance: np.ndarray) -> np.ndarray:
+    """float[N, N] fee per kWh between two agents for ``config.fee_type`` (0 on the diagonal)."""
+    n = sc.n_agents
+    if config.fee_type == "distance":
+        fee = config.fee_per_kwh_km * distance
+    elif config.fee_type == "uniform":
+        fee = np.full((n, n), config.fee_per_kwh)
+    else:
+        from p2p_gym.grid.topology import feeder_zones
+
+        zone = feeder_zones(sc.net, sc.bus)
+        fee = np.where(zone[:, None] != zone[None, :], config.fee_per_kwh, 0.0)
+    fee = np.array(fee, dtype=np.float64)
+    np.fill_diagonal(fee, 0.0)
+    return fee
 
 
 def _ev_table(sc: Any) -> Any:

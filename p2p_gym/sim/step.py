@@ -222,7 +222,9 @@ def step(
         )
     accept = stages.partners(act[..., 3:], static.others, cfg.peer_k) if cfg.peer_selection else None
     # clear → injections → grid check
-    cleared = stages.clear(cfg, n, price, qty, is_buy, accept, static.preference, retail, feed_in, vectorised)
+    cleared = stages.clear(
+        cfg, n, price, qty, is_buy, accept, static.clearing_preference, retail, feed_in, vectorised
+    )
 
     def physical(cleared: stages.Cleared) -> tuple[np.ndarray, Any]:
         if committed:
@@ -242,7 +244,7 @@ def step(
             # what a blocked trade would have moved is not produced or consumed: check the grid again
             injection_kw, disp = physical(cleared)
             grid = static.grid_model.check_batch(injection_kw)
-    fees = stages.fees(static, cleared)
+    fees = stages.fees(static, cleared, qty, injection_kw - (sc.pv_kw[t] - sc.load_kw[t]))
     penalty = np.zeros((b, n))
     if grid is not None and static.sens_i is not None and cfg.grid_penalty > 0:
         from p2p_gym.grid import allocate_penalty

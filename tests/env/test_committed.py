@@ -197,3 +197,32 @@ def test_version_1_module_passes_the_pettingzoo_api_tests() -> None:
     api_test(p2p_market_v1.env(scenario=sc, episode_steps=12), num_cycles=30)
     max_cycles_test(p2p_market_v1)
     assert p2p_market_v1.parallel_env("tiny", dispatch="fixed").config.dispatch == "fixed"
+
+
+def test_network_fees_enter_the_bilateral_clearing() -> None:
+    """A uniform fee above every pair's surplus (bid − ask ≤ retail − feed-in) stops all bilateral trades; a high
+    zonal fee stops exactly the trades between feeders (default has two); with redistribution the DSO keeps
+    nothing and the money still balances."""
+    from p2p_gym.grid.topology import feeder_zones
+
+    sc = cached_scenario("default")
+    spread = float((sc.retail_price - sc.feed_in_price).max())
+    kw = dict(mechanism="bilateral", grid="none", grid_policy="fee", episode_steps=96, start_day=172)
+    env = p2p_gym.parallel_env("default", fee_type="uniform", fee_per_kwh=spread + 0.01, **kw)
+    eps = play(env, {}, np.random.default_rng(0), seed=0,
+               on_step=lambda e, i, r: i[e.possible_agents[0]]["market"]["p2p_volume_kwh"])  # fmt: skip
+    assert sum(eps[0].records) == 0.0
+    zone = feeder_zones(sc.net, sc.bus)
+    assert len(set(zone.tolist())) == 2
+    env = p2p_gym.parallel_env("default", fee_type="zonal", fee_per_kwh=spread + 0.01, fee_fixed=0.01,
+                               fee_redistribution="equal", **kw)  # fmt: skip
+
+    def check(e, infos, _r):  # type: ignore[no-untyped-def]
+        tr = e.last_outcome.result.trades
+        assert np.all(zone[tr.seller] == zone[tr.buyer])
+        m = infos[e.possible_agents[0]]["market"]
+        assert abs(m["fees_total"]) < 1e-9 and abs(m["money_balance"]) < 1e-9  # all fees paid back
+        return float(tr.quantity.sum())
+
+    eps = play(env, {}, np.random.default_rng(0), seed=0, on_step=check)
+    assert sum(eps[0].records) > 0  # trades within each feeder remain
