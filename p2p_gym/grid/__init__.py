@@ -4,6 +4,14 @@ topology (electrical distances) and the attribution of flows and penalties to ag
 from __future__ import annotations
 
 from p2p_gym.grid.attribution import FlowAttribution, allocate_penalty, blocked_trades
+from p2p_gym.grid.dso_rules import (
+    at_risk_lines,
+    clearing_preference,
+    forbidden_pairs,
+    pair_effects,
+    partners_from_forbidden,
+    redirect_preference,
+)
 from p2p_gym.grid.model import GRID_MODES, GridBatch, GridModel, GridReport
 from p2p_gym.grid.topology import path_length_km
 
@@ -14,6 +22,12 @@ __all__ = [
     "GridModel",
     "GridReport",
     "allocate_penalty",
+    "at_risk_lines",
     "blocked_trades",
+    "clearing_preference",
+    "forbidden_pairs",
+    "pair_effects",
+    "partners_from_forbidden",
     "path_length_km",
+    "redirect_preference",
 ]
