@@ -12,11 +12,22 @@ from p2p_gym.grid.dso_rules import (
     partners_from_forbidden,
     redirect_preference,
 )
+from p2p_gym.grid.flex_market import (
+    FlexMarketBatch,
+    FlexMarketResult,
+    FlexOffer,
+    clear_flex_market,
+    clear_flex_market_batch,
+    line_headroom_ka,
+)
 from p2p_gym.grid.model import GRID_MODES, GridBatch, GridModel, GridReport
 from p2p_gym.grid.topology import path_length_km
 
 __all__ = [
     "GRID_MODES",
+    "FlexMarketBatch",
+    "FlexMarketResult",
+    "FlexOffer",
     "FlowAttribution",
     "GridBatch",
     "GridModel",
@@ -24,8 +35,11 @@ __all__ = [
     "allocate_penalty",
     "at_risk_lines",
     "blocked_trades",
+    "clear_flex_market",
+    "clear_flex_market_batch",
     "clearing_preference",
     "forbidden_pairs",
+    "line_headroom_ka",
     "pair_effects",
     "partners_from_forbidden",
     "path_length_km",
