@@ -1,13 +1,14 @@
 """Flexible assets as physical commitments (``dispatch="committed"``): each agent's flexibility range, the split
 of its order into an inflexible, a self-dispatched and a market-contingent part, and the dispatch of its devices.
 
-An agent's step has an **inflexible part** — household load, available PV, and the consumption its heat pump and
-EV cannot avoid in this step — and **flexible devices** that move its net injection away from it:
+An agent's step has an **inflexible part** — household load, available PV, and the reference consumption of its
+heat pump (its profile) and EV (uncontrolled charging) — and **flexible devices** that move its net injection
+away from it:
 
 ====================  ==========================================  ==========================================
 device                absorbs (less injection, kW)                injects (more injection, kW)
 ====================  ==========================================  ==========================================
-EV charging           up to min(charger kW, energy still needed)  — (no V2G)
+EV charging           — (it charges at once by reference)         deferring down to what cannot wait
 heat pump             pre-heating up to the rating and the band   deferring down to 0 and the band
 battery               charging within power and state of charge   discharging within power and SoC
 flexible demand       consumption up to ``flex_max_kw``           —
@@ -17,8 +18,9 @@ generator             —                                           output up to
 
 Device models (Le Goff Latimier & Ben Ahmed 2023, §3 and eq. 3 for the cost and utility functions): the battery
 ``soc ← soc − (d/η − c·η)·Δt`` with one-way efficiency η and a degradation cost κ·(c + d)·Δt; an EV session
-delivers its energy E between arrival and departure at ≤ the charger's power, so in a step it must charge at
-least ``(E_left − P·(steps_left − 1)·Δt)/Δt`` (the rest can wait) and at most ``min(P, E_left/Δt)``; a heat pump
+delivers its energy E between arrival and departure at ≤ the charger's power; its reference is uncontrolled
+charging (at ``min(P, E_left/Δt)`` from arrival until done), and it can defer down to the
+``(E_left − P·(steps_left − 1)·Δt)/Δt`` that cannot wait (no V2G); a heat pump
 follows its reference profile ``hp_kw`` up to a running deviation D ∈ [−band, +band] (kWh,
 ``D ← D + (h − reference)·Δt``: an energy-band model of the building's thermal inertia); flexible demand q
 (kWh) has utility b·q − ½·a·q²; a generator costs ½·a·(gΔt)² + b·gΔt.
@@ -37,9 +39,9 @@ plans. It splits into
   never falls back: it produces only what it sells).
 
 So the physical injection the grid sees follows the clearing and the DSO's rule. Devices share a flexible delta
-in a fixed merit order: absorbing — EV, heat pump (consumption that is needed anyway, no loss), battery (loses
-1 − η² of it), flexible demand, PV curtailment (wastes energy); injecting — battery, heat-pump deferral,
-generator (costly).
+in a fixed merit order: absorbing — heat-pump pre-heating (consumption needed anyway, no loss), battery (loses
+1 − η² of it), flexible demand, PV curtailment (wastes energy); injecting — EV and heat-pump deferral (shifts
+that lose no energy), battery, generator (costly).
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ from typing import Any
 import numpy as np
 
 #: Devices that absorb (reduce the injection), in merit order.
-ABSORB: tuple[str, ...] = ("ev_up", "hp_up", "bat_chg", "flex_up", "pv_down")
+ABSORB: tuple[str, ...] = ("hp_up", "bat_chg", "flex_up", "pv_down")
 #: Devices that inject (raise the injection), in merit order.
-INJECT: tuple[str, ...] = ("bat_dis", "hp_down", "gen_up")
+INJECT: tuple[str, ...] = ("ev_down", "hp_down", "bat_dis", "gen_up")
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,12 @@ class EvTable:
 class Flex:
     """Each agent's inflexible position and device capacities in one step (kW, arrays [B, N])."""
 
-    n0: np.ndarray  # inflexible net injection: pv − load − heat-pump reference − EV minimum
+    n0: np.ndarray  # inflexible net injection: pv − load − heat-pump reference − EV reference
     pv: np.ndarray  # available PV
     load: np.ndarray
     hp_ref: np.ndarray  # the heat pump's reference within this step's feasible range
     hp_profile: np.ndarray  # the scenario's reference profile (for the deviation)
-    ev_min: np.ndarray
+    ev_ref: np.ndarray  # uncontrolled charging: min(charger, energy left / Δt)
     ev_session: np.ndarray  # int[B, N] active session (−1 none)
     ev_delivered: np.ndarray  # kWh delivered in the active session before this step
     caps: dict[str, np.ndarray]  # device name (ABSORB, INJECT) -> capacity ≥ 0
@@ -132,7 +134,7 @@ def flex_range(static: Any, state: Any) -> Flex:
         ev_max = np.minimum(p, left_kwh / dt)
         ev_min = np.clip((left_kwh - p * (steps_left - 1) * dt) / dt, 0.0, ev_max)
     caps = {
-        "ev_up": ev_max - ev_min,
+        "ev_down": ev_max - ev_min,
         "hp_up": h_max - hp_ref,
         "bat_chg": bat_chg,
         "flex_up": np.broadcast_to(sc.flex_max_kw, (b, n)),
@@ -141,8 +143,8 @@ def flex_range(static: Any, state: Any) -> Flex:
         "hp_down": hp_ref - h_min,
         "gen_up": np.broadcast_to(sc.gen_max_kw, (b, n)),
     }
-    n0 = pv - load - hp_ref - ev_min
-    return Flex(n0, pv, load, hp_ref, ref, ev_min, session, delivered, caps)
+    n0 = pv - load - hp_ref - ev_max
+    return Flex(n0, pv, load, hp_ref, ref, ev_max, session, delivered, caps)
 
 
 def target(flex: Flex, a: np.ndarray) -> np.ndarray:
@@ -186,7 +188,7 @@ def realised_delta(flex: Flex, p: Plan, traded_kwh: np.ndarray, dt: float) -> np
     unmatched = p.market - executed
     selling = p.x > 0
     # the fallback never uses the generator (it produces only what it sells)
-    room = flex.caps["bat_dis"] + flex.caps["hp_down"] - np.maximum(p.self_kw, 0.0) - executed
+    room = flex.caps["ev_down"] + flex.caps["hp_down"] + flex.caps["bat_dis"] - np.maximum(p.self_kw, 0.0) - executed
     cap = np.where(selling, np.maximum(room, 0.0), unmatched)
     fallback = p.fallback_share * np.minimum(unmatched, cap)
     return p.self_kw + np.sign(p.x) * (executed + fallback)
@@ -220,7 +222,7 @@ def dispatch(static: Any, flex: Flex, delta: np.ndarray) -> Dispatch:
             left = left - take
     battery_kw = use["bat_dis"] - use["bat_chg"]
     hp = flex.hp_ref + use["hp_up"] - use["hp_down"]
-    ev = flex.ev_min + use["ev_up"]
+    ev = flex.ev_ref - use["ev_down"]
     fl = use["flex_up"]
     pv = flex.pv - use["pv_down"]
     gen = use["gen_up"]
