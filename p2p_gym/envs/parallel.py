@@ -261,6 +261,7 @@ class P2PMarketEnv(ParallelEnv):
             "soc": soc,
             "clipped_actions": out.clipped_actions[0],
             "nonfinite_actions": out.nonfinite_actions[0],
+            "flex_payment": out.flex_payment[0],
             **{k: v[0] for k, v in out.device_infos().items()},
         }
         keys = (*columns, "market")
@@ -304,6 +305,11 @@ def market_infos(out: Outcome, b: int, optimum: str = "none") -> dict[str, Any]:
         "energy_balance_kwh": float(out.energy_balance_kwh[b]),
         "grid": _nan_to_none(grid) if grid is not None else None,
         "penalty_total": float(out.penalty[b].sum()),
+        "at_risk_lines": int(out.at_risk_lines[b]),
+        "forbidden_pairs": int(out.forbidden_pairs[b]),
+        "flex_market_status": None if out.flex_market is None else out.flex_market.status[b],
+        "flex_market_cost": float(out.flex_payment[b].sum()),
+        "flex_activated_kwh": float(out.flex_activated_kwh[b]),
     }
     return _nan_to_none(info)
 

@@ -188,7 +188,13 @@ def realised_delta(flex: Flex, p: Plan, traded_kwh: np.ndarray, dt: float) -> np
     unmatched = p.market - executed
     selling = p.x > 0
     # the fallback never uses the generator (it produces only what it sells)
-    room = flex.caps["ev_down"] + flex.caps["hp_down"] + flex.caps["bat_dis"] - np.maximum(p.self_kw, 0.0) - executed
+    room = (
+        flex.caps["ev_down"]
+        + flex.caps["hp_down"]
+        + flex.caps["bat_dis"]
+        - np.maximum(p.self_kw, 0.0)
+        - executed
+    )
     cap = np.where(selling, np.maximum(room, 0.0), unmatched)
     fallback = p.fallback_share * np.minimum(unmatched, cap)
     return p.self_kw + np.sign(p.x) * (executed + fallback)

@@ -29,7 +29,9 @@ COMMUNITY_RULES: tuple[str, ...] = ("mmr", "sdr", "bill_sharing")
 #: Every mechanism the simulation clears (the same list as :data:`p2p_gym.market.MECHANISMS`).
 MECHANISMS: tuple[str, ...] = AUCTIONS + COMMUNITY_RULES
 GRIDS: tuple[str, ...] = ("none", "linear", "ac")
-GRID_POLICIES: tuple[str, ...] = ("report", "block", "fee")
+GRID_POLICIES: tuple[str, ...] = ("report", "block", "fee", "preblock", "redirect")
+#: Grid policies that act before the market on the forecast no-P2P state (bilateral matching only).
+PRE_MARKET_POLICIES: tuple[str, ...] = ("preblock", "redirect")
 #: Network fee structures of ``grid_policy="fee"`` (Le Goff Latimier & Ben Ahmed 2023, §3.3, eq. 12).
 FEE_TYPES: tuple[str, ...] = ("distance", "uniform", "zonal")
 #: What happens to the collected network fees.
@@ -64,11 +66,35 @@ class MarketConfig:
     peer_k: int | None = _opt(None, "accept the k highest-scored peers instead of those scored > 0", lo=1)
     grid_policy: str = _opt(
         "report",
-        "DSO rule: report violations, block trades that load stressed lines, or a distance-based fee",
+        "DSO rule: report violations; block cleared trades that load stressed lines; a network fee; preblock "
+        "(forbid, before the market, the seller→buyer pairs that would load an at-risk line); redirect (make those "
+        "pairs costlier and relieving pairs cheaper in the bilateral matching)",
         GRID_POLICIES,
     )
     block_threshold_pct: float = _opt(
-        80.0, "line loading (%) from which grid_policy=block acts", lo=0.0, hi=1e6
+        80.0,
+        "line loading (%) from which a line is at risk (grid_policy block, preblock, redirect)",
+        lo=0.0,
+        hi=1e6,
+    )
+    redirect_w: float = _opt(
+        0.2, "grid_policy=redirect: the multiplier W of the preference update", lo=0.0, hi=1.0
+    )
+    redirect_mode: str = _opt(
+        "multiplicative",
+        "grid_policy=redirect: β·(1+W)^k·(1−W)^m (multiplicative, EUniversal D5.3 §5.3) or β + W·spread·(k − m)",
+        ("multiplicative", "additive"),
+    )
+    flex_market: bool = _opt(
+        False,
+        "after the P2P market and the DSO's rule, the DSO buys up/down flexibility from what the agents' devices "
+        "still offer to remove congestion (local flexibility market; needs dispatch=committed and a grid)",
+    )
+    flex_offer_price: float = _opt(
+        0.05, "flex_market: price of every flexibility offer, currency per kWh activated", lo=0.0, hi=1e6
+    )
+    flex_margin_pct: float = _opt(
+        0.0, "flex_market: the DSO targets line loading ≤ 100 − margin %", lo=0.0, hi=99.0
     )
     fee_per_kwh_km: float = _opt(
         0.05, "network fee of grid_policy=fee, currency per kWh and km", lo=0.0, hi=1e6
@@ -126,7 +152,7 @@ class MarketConfig:
                 )
         if not isinstance(self.scenario, str) or not self.scenario:
             raise EnvConfigError(f"scenario: must be a scenario name, got {self.scenario!r}")
-        for name in ("peer_selection", "book_stats"):
+        for name in ("peer_selection", "book_stats", "flex_market"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise EnvConfigError(f"{name}: must be true or false, got {value!r}")
@@ -138,9 +164,20 @@ class MarketConfig:
         if self.start_day is not None:
             _int(self, "start_day", 0, 10**9)
         for name in ("block_threshold_pct", "fee_per_kwh_km", "grid_penalty", "k", "preference_per_km",
-                     "initial_soc", "fee_per_kwh", "fee_fixed"):  # fmt: skip
+                     "initial_soc", "fee_per_kwh", "fee_fixed", "redirect_w", "flex_offer_price",
+                     "flex_margin_pct"):  # fmt: skip
             meta = _meta(name)
             _num(self, name, meta["lo"], meta["hi"])
+        if self.grid_policy in PRE_MARKET_POLICIES and (self.grid == "none" or self.mechanism != "bilateral"):
+            raise EnvConfigError(
+                f"grid_policy: {self.grid_policy!r} forbids or reprices seller→buyer pairs, so it needs "
+                f"mechanism='bilateral' and grid='linear' or 'ac', got mechanism={self.mechanism!r}, grid={self.grid!r}"
+            )
+        if self.flex_market and (self.grid == "none" or self.dispatch != "committed"):
+            raise EnvConfigError(
+                "flex_market: needs dispatch='committed' (devices that can move) and grid='linear' or 'ac', got "
+                f"dispatch={self.dispatch!r}, grid={self.grid!r}"
+            )
         if self.grid_policy == "block" and self.grid == "none":  # the fee needs only the path lengths
             raise EnvConfigError("grid_policy: 'block' needs grid='linear' or 'ac', got grid='none'")
         if self.grid_penalty > 0 and self.grid == "none":

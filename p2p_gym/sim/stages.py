@@ -157,7 +157,7 @@ class Cleared:
 
 def needs_trades(config: Any) -> bool:
     """True when a later stage needs the individual trades (network fees, the block rule)."""
-    return config.grid_policy in ("block", "fee")
+    return config.grid_policy in ("block", "fee", "preblock", "redirect")
 
 
 def clear(
@@ -191,7 +191,9 @@ def clear(
         kw: dict[str, Any] = {"k": config.k, "n_agents": n}
         if mech == "bilateral":
             kw["partners"] = accept[b] if accept is not None else np.ones((n, n), dtype=bool)
-            kw["preference"] = preference
+            kw["preference"] = (
+                preference[b] if preference is not None and preference.ndim == 3 else preference
+            )
         elif mech in COMMUNITY_RULES:
             kw["retail_price"], kw["feed_in_price"] = float(retail[b]), float(feed_in[b])
         books.append(book)
@@ -299,6 +301,57 @@ def fees(static: Any, cleared: Cleared, qty: np.ndarray, flexibility_kw: np.ndar
             share = np.full((b, n), 1.0 / n)
         out = out - total * share
     return out
+
+
+def pre_market(
+    static: Any, forecast_kw: np.ndarray, is_buy: np.ndarray, accept: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+    """The DSO's rules before the market (EUniversal D5.3 (2022), §5.3) on the forecast no-P2P state
+    ``forecast_kw`` float[B, N] (each agent's inflexible net injection): the lines at risk (loading ≥
+    ``block_threshold_pct``), then either the seller→buyer pairs that would load one of them are forbidden
+    (``preblock``, Scenario 2: the market matches without them) or the pairs' costs are updated direction-aware
+    with the multiplier W (``redirect``, Scenario 3). Returns (partners [B, N, N], preference [B, N, N] or the
+    static one, at-risk line count [B], forbidden pair count [B])."""
+    from p2p_gym.grid import dso_rules
+
+    cfg = static.config
+    risk, flow = dso_rules.at_risk_lines(
+        static.sens_i, static.max_i_ka, static.i0_ka, forecast_kw, cfg.block_threshold_pct
+    )
+    n_risk = risk.sum(axis=-1)
+    n_forbidden = np.zeros(len(forecast_kw), dtype=np.int64)
+    preference = static.clearing_preference
+    if cfg.grid_policy == "preblock":
+        forbidden = dso_rules.forbidden_pairs(static.sens_i, risk, flow)
+        n_forbidden = forbidden.sum(axis=(-1, -2))
+        allowed = dso_rules.partners_from_forbidden(forbidden, is_buy)
+        accept = allowed if accept is None else accept & allowed
+    else:
+        cost = dso_rules.redirect_preference(
+            static.redirect_base, static.sens_i, risk, flow, cfg.redirect_w, cfg.redirect_mode
+        )
+        preference = dso_rules.clearing_preference(cost, is_buy)
+    return accept, preference, n_risk, n_forbidden
+
+
+def flex_market(static: Any, flex: Any, injection_kw: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The DSO's local flexibility market (EUniversal D5.3 (2022), §5.2.1) after the P2P market: every agent offers
+    what its devices can still move — up to ``flex_max − injection`` more injection and ``injection − flex_min``
+    less — at ``flex_offer_price`` per kWh, and the DSO activates the least-cost set that removes every
+    congestion under the linear model (:func:`p2p_gym.grid.clear_flex_market_batch`). Returns the market's
+    outcome and what the DSO pays each agent (float[B, N], currency)."""
+    from p2p_gym.grid import FlexOffer, clear_flex_market_batch
+
+    cfg = static.config
+    up = np.maximum(flex.x_max - injection_kw, 0.0)
+    down = np.maximum(injection_kw - flex.x_min, 0.0)
+    price = np.full_like(up, cfg.flex_offer_price)
+    res = clear_flex_market_batch(
+        static.sens_i, static.max_i_ka, static.i0_ka, injection_kw, FlexOffer(up, down, price, price), static.dt,
+        cfg.flex_margin_pct,
+    )  # fmt: skip
+    payment = (res.up_kw + res.down_kw) * cfg.flex_offer_price * static.dt
+    return res, payment
 
 
 # ----------------------------------------------------------------------------------------------- observations

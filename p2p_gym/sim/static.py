@@ -43,6 +43,13 @@ class SimStatic:
     """float[L, N] line current sensitivities (kA/kW) of the linear model, when needed."""
     sens_v: np.ndarray | None
     """float[V, N] voltage sensitivities (p.u./kW), when needed."""
+    i0_ka: np.ndarray | None
+    """float[L] no-load line currents of the linear model (kA), when a DSO rule needs them."""
+    max_i_ka: np.ndarray | None
+    """float[L] line ratings (kA), when a DSO rule needs them."""
+    redirect_base: np.ndarray | None
+    """float[N, N] directional base cost (currency/kWh, ``[seller, buyer]``) that ``grid_policy="redirect"``
+    updates: P + Pᵀ of the preference P (the distance preference when none is set)."""
     fee_matrix: np.ndarray | None
     """float[N, N] network fee per kWh between two agents (``grid_policy="fee"``; ``fee_type`` decides it)."""
     preference: np.ndarray | None
@@ -109,7 +116,12 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
     if config.peer_k is not None and config.peer_k > max(1, n - 1):
         raise EnvConfigError(f"peer_k: must be an integer in [1, {max(1, n - 1)}], got {config.peer_k}")
     distance = np.zeros((n, n))
-    if (config.grid_policy == "fee" and config.fee_type == "distance") or config.preference == "distance":
+    redirect_distance = config.grid_policy == "redirect" and config.preference is None
+    if (
+        (config.grid_policy == "fee" and config.fee_type == "distance")
+        or config.preference == "distance"
+        or redirect_distance
+    ):
         from p2p_gym.grid import path_length_km
 
         distance = path_length_km(sc.net, sc.bus)
@@ -124,16 +136,25 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
                 f"preference: expected finite float[{n}, {n}] ≥ 0, got shape {preference.shape}"
             )
 
-    grid_model = attribution = sens_i = sens_v = None
+    grid_model = attribution = sens_i = sens_v = i0 = max_i = None
     if config.grid != "none":
         from p2p_gym.grid import FlowAttribution, GridModel
 
         grid_model = GridModel(sc, config.grid)
-        if config.grid_policy == "block" or config.grid_penalty > 0:
+        if (
+            config.grid_policy in ("block", "preblock", "redirect")
+            or config.grid_penalty > 0
+            or config.flex_market
+        ):
             lin = grid_model if config.grid == "linear" else GridModel(sc, "linear")
             sens = lin.sensitivities
             sens_i, sens_v = sens["line_current_ka_per_kw"], sens["vm_pu_per_kw"]
+            i0, max_i = sens["line_current_ka"], lin.max_i_ka
             attribution = FlowAttribution(sens_i, lin.max_i_ka)
+    redirect_base = None
+    if config.grid_policy == "redirect":
+        p = preference if preference is not None else config.preference_per_km * distance
+        redirect_base = p + p.T
     committed = config.dispatch == "committed"
     ev_peak = np.zeros(n)
     if committed and len(sc.ev_sessions):
@@ -159,6 +180,9 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         attribution=attribution,
         sens_i=sens_i,
         sens_v=sens_v,
+        i0_ka=i0,
+        max_i_ka=max_i,
+        redirect_base=redirect_base,
         fee_matrix=_fee_matrix(config, sc, distance) if config.grid_policy == "fee" else None,
         preference=preference,
         n_actions=n_actions,

@@ -79,6 +79,15 @@ class Outcome:
         np.ndarray
     )  # float[B, N] battery degradation − flexible-demand utility (dispatch="committed")
     devices: Any  # p2p_gym.sim.assets.Dispatch of the devices (dispatch="committed"), else None
+    at_risk_lines: (
+        np.ndarray
+    )  # int[B] lines at risk in the forecast no-P2P state (grid_policy preblock/redirect)
+    forbidden_pairs: np.ndarray  # int[B] seller→buyer pairs the DSO forbade before the market (preblock)
+    flex_market: (
+        Any  # p2p_gym.grid.FlexMarketBatch of the local flexibility market (flex_market=True), else None
+    )
+    flex_payment: np.ndarray  # float[B, N] what the DSO paid each agent for activated flexibility (currency)
+    flex_activated_kwh: np.ndarray  # float[B] up + down flexibility activated by the DSO (kWh)
     penalty: np.ndarray  # float[B, N]
     injection_kw: np.ndarray  # float[B, N]
     grid: Any  # GridBatch | None
@@ -221,10 +230,15 @@ def step(
             act, net_kw, retail[:, None], feed_in[:, None], static.is_gen, sc.gen_max_kw, dt
         )
     accept = stages.partners(act[..., 3:], static.others, cfg.peer_k) if cfg.peer_selection else None
+    # the DSO's pre-market rules on the forecast no-P2P state (inflexible positions)
+    preference = static.clearing_preference
+    at_risk, forbidden = np.zeros(b, dtype=np.int64), np.zeros(b, dtype=np.int64)
+    if cfg.grid_policy in ("preblock", "redirect"):
+        accept, preference, at_risk, forbidden = stages.pre_market(
+            static, flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t], is_buy, accept
+        )
     # clear → injections → grid check
-    cleared = stages.clear(
-        cfg, n, price, qty, is_buy, accept, static.clearing_preference, retail, feed_in, vectorised
-    )
+    cleared = stages.clear(cfg, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised)
 
     def physical(cleared: stages.Cleared) -> tuple[np.ndarray, Any]:
         if committed:
@@ -243,6 +257,18 @@ def step(
         if n_blocked.any() and (committed or static.is_gen.any()):
             # what a blocked trade would have moved is not produced or consumed: check the grid again
             injection_kw, disp = physical(cleared)
+            grid = static.grid_model.check_batch(injection_kw)
+    # the DSO's local flexibility market on what the devices still offer
+    flex_payment = np.zeros((b, n))
+    lfm = None
+    if cfg.flex_market:
+        assert flex is not None and plan is not None and disp is not None and grid is not None
+        lfm, flex_payment = stages.flex_market(static, flex, injection_kw)
+        moved = lfm.up_kw - lfm.down_kw
+        if np.any(moved != 0):
+            delta = assets.realised_delta(flex, plan, cleared.sold + cleared.bought, dt) + moved
+            disp = assets.dispatch(static, flex, delta)
+            injection_kw = disp.injection_kw
             grid = static.grid_model.check_batch(injection_kw)
     fees = stages.fees(static, cleared, qty, injection_kw - (sc.pv_kw[t] - sc.load_kw[t]))
     penalty = np.zeros((b, n))
@@ -301,7 +327,8 @@ def step(
     ):  # the same definition against the episode's reference
         eff = market.efficiency(welfare_sum, state.reference_welfare, state.optimum_welfare)
         episode_efficiency = np.where(ended, np.asarray(eff, dtype=np.float64).reshape(b), np.nan)
-    money = -st.bill - production - private - penalty
+    bills = st.bill - flex_payment  # the DSO pays the activated flexibility
+    money = -bills - production - private - penalty
     rewards = grid_only + money if cfg.reward == "savings" else money
     # next state
     sold_kwh, bought_kwh = cleared.sold, cleared.bought
@@ -337,11 +364,16 @@ def step(
         blocked_kwh=blocked_kwh,
         settlement=st,
         fees=fees,
-        bills=st.bill,
+        bills=bills,
         grid_only_bills=grid_only,
         production_cost=production,
         private_cost=private,
         devices=disp,
+        at_risk_lines=at_risk,
+        forbidden_pairs=forbidden,
+        flex_market=lfm,
+        flex_payment=flex_payment,
+        flex_activated_kwh=np.zeros(b) if lfm is None else (lfm.up_kw + lfm.down_kw).sum(axis=1) * dt,
         penalty=penalty,
         injection_kw=injection_kw,
         grid=grid,
@@ -354,7 +386,7 @@ def step(
         episode_reference_welfare=state.reference_welfare,
         episode_efficiency=episode_efficiency,
         rewards=rewards,
-        money_balance=st.bill.sum(axis=1) - grid_balance - fees.sum(axis=1),
+        money_balance=bills.sum(axis=1) - grid_balance - fees.sum(axis=1) + flex_payment.sum(axis=1),
         energy_balance_kwh=injection_kw.sum(axis=1) * dt
         - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1)),
         books=cleared.books,
