@@ -23,7 +23,7 @@ from p2p_gym.market.batch import clear_uniform_batch
 from p2p_gym.market.cda import ContinuousDoubleAuction
 from p2p_gym.market.clearing import AUCTIONS, MECHANISMS, clear
 from p2p_gym.market.community import COMMUNITY_RULES, clear_community, clear_community_batch
-from p2p_gym.market.settlement import Settlement, grid_only_bill, settle, settle_positions
+from p2p_gym.market.settlement import Settlement, grid_only_bill, imbalance_cost, settle, settle_positions
 from p2p_gym.market.types import ClearingResult, Orders, Trades
 from p2p_gym.market.welfare import efficiency
 
@@ -42,6 +42,7 @@ __all__ = [
     "clear_uniform_batch",
     "efficiency",
     "grid_only_bill",
+    "imbalance_cost",
     "pricing",
     "settle",
     "settle_positions",

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike
 from p2p_gym.errors import MarketError
 from p2p_gym.market.types import ClearingResult, FloatArray, Trades
 
-__all__ = ["Settlement", "grid_only_bill", "settle", "settle_positions"]
+__all__ = ["Settlement", "grid_only_bill", "imbalance_cost", "settle", "settle_positions"]
 
 
 @dataclass(frozen=True)
@@ -207,3 +207,29 @@ def grid_only_bill(net_kwh: ArrayLike, retail: ArrayLike, feed_in: ArrayLike) ->
     r = _per_agent("retail", retail, n)
     f = _per_agent("feed_in", feed_in, n)
     return np.maximum(-net, 0.0) * r - np.maximum(net, 0.0) * f
+
+
+def imbalance_cost(
+    deviation_kwh: ArrayLike, retail_price: ArrayLike, feed_in_price: ArrayLike, penalty: ArrayLike = 0.0
+) -> FloatArray:
+    """Money an agent pays for deviating from its committed position (positive = pays), under a dual-price rule.
+
+    ``deviation_kwh`` = realised − committed net energy (positive = long: it injected more or consumed less than it
+    committed). A short agent buys its shortfall at the retail price plus ``penalty``; a long agent sells its
+    excess at the feed-in price minus ``penalty`` (never below 0). So short pays at least retail and long receives
+    at most feed-in: deviating never beats committing, the defining property of dual (two-price) imbalance
+    settlement as used in European balancing markets (the Electricity Balancing Guideline, Commission Regulation
+    (EU) 2017/2195, harmonises imbalance settlement and allows dual pricing). In the simulation an agent's devices
+    always deliver its commitment, so deviations arise only with forecast errors (not modelled yet).
+
+    Broadcasts over leading axes; prices per kWh.
+    """
+    dev = np.asarray(deviation_kwh, dtype=np.float64)
+    retail = np.asarray(retail_price, dtype=np.float64)
+    feed_in = np.asarray(feed_in_price, dtype=np.float64)
+    pen = np.asarray(penalty, dtype=np.float64)
+    if np.any(pen < 0) or not np.all(np.isfinite(pen)):
+        raise MarketError(f"penalty: must be finite and ≥ 0 (currency/kWh), got {penalty!r}")
+    short = np.maximum(-dev, 0.0)
+    long = np.maximum(dev, 0.0)
+    return short * (retail + pen) - long * np.maximum(feed_in - pen, 0.0)

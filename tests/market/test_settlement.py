@@ -66,3 +66,18 @@ def test_money_and_energy_balance(book: Orders, mechanism: str, seed: int, per_a
     # With no trades the bill is the grid-only bill.
     if len(res.trades) == 0:
         np.testing.assert_allclose(s.bill, grid_only_bill(net, retail, feed_in))
+
+
+def test_imbalance_cost_dual_price_hand_values() -> None:
+    """Short 2 kWh at retail 0.30 + penalty 0.05 pays 0.70; long 1 kWh at feed-in 0.08 − 0.05 receives 0.03; with a
+    penalty above feed-in the long side receives nothing; no deviation costs nothing."""
+    from p2p_gym.market import imbalance_cost
+
+    got = imbalance_cost(np.array([-2.0, 1.0, 0.0]), 0.30, 0.08, 0.05)
+    np.testing.assert_allclose(got, [0.70, -0.03, 0.0])
+    assert imbalance_cost(1.0, 0.30, 0.08, 0.10) == 0.0
+    # deviating never beats committing: for any deviation d the cost is ≥ what the same energy earns/costs at the tariff
+    d = np.linspace(-3, 3, 13)
+    assert np.all(imbalance_cost(d, 0.30, 0.08, 0.0) >= -d * np.where(d > 0, 0.08, 0.30) - 1e-12)
+    with pytest.raises(ValueError, match="penalty"):
+        imbalance_cost(1.0, 0.3, 0.08, -0.1)
