@@ -62,3 +62,47 @@ class Committed:
         if name == "policy":
             raise AttributeError(name)
         return getattr(self.policy, name)
+
+
+class OfferFlexibility:
+    """A simple flexible rule for committed dispatch: truthful prices, and the flexibility offered around the PV
+    hours. During the solar window (``hours``, default 10–16 h) a buyer (inflexible need) bids down to ``flex_min``
+    — buying its neighbours' PV surplus to charge its battery, pre-heat, consume flexibly — and a seller offers
+    its inflexible surplus only; outside it a buyer covers its own need from its devices as far as they reach
+    (target min(0, ``flex_max``): battery, EV and heat-pump deferral) and a seller offers up to ``flex_max``
+    (selling from storage). Fallback share 0: market-contingent parts move only for what clears, so its P2P
+    trades move power — PV surplus is stored next door instead of exported through the feeder. With fixed
+    positions it is the truthful rule.
+
+    Args:
+        n_actions: the env's action size.
+        obs_index: the env's observation layout (``env.static.obs_index``).
+        hours: the solar window [start, end) in hours of the day.
+    """
+
+    def __init__(self, n_actions: int, obs_index: dict[str, int], hours: tuple[float, float] = (10.0, 16.0)) -> None:
+        self.n_actions = n_actions
+        self.index = obs_index
+        self.hours = hours
+
+    def act(self, observation: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The action for one observation (``rng`` unused)."""
+        from p2p_gym.rollout import truthful_action
+
+        if "inflexible_net" not in self.index:
+            return truthful_action(observation, self.n_actions)
+        i = self.index
+        n0 = float(observation[i["inflexible_net"]])
+        lo, hi = float(observation[i["flex_min"]]), float(observation[i["flex_max"]])
+        hour = (np.degrees(np.arctan2(observation[i["hour_sin"]], observation[i["hour_cos"]])) / 15.0) % 24.0
+        solar = self.hours[0] <= hour < self.hours[1]
+        if n0 < 0:
+            x = lo if solar else min(0.0, hi)
+        else:
+            x = n0 if solar else hi
+        a = np.zeros(self.n_actions, dtype=np.float32)
+        a[3:] = 1.0
+        a[0] = 1.0 if x < 0 else -1.0  # buyers bid retail, sellers ask feed-in
+        a[1] = 2.0 * (x - lo) / (hi - lo) - 1.0 if hi - lo > 1e-12 else 0.0
+        a[2] = -1.0  # market parts move only for what clears
+        return a

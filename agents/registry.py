@@ -40,6 +40,8 @@ RULES: dict[str, str] = {
     "best-response": "best price on a grid against the others' orders of the last step (re-cleared)",
     "battery": "battery heuristic (charge on surplus/low price, discharge on deficit/high price) + truthful",
     "random": "uniformly random actions in [-1, 1] (sanity baseline)",
+    "flex": "committed dispatch: truthful prices, offers its whole flexibility on its side (devices move only for "
+    "what clears); truthful with fixed positions",
 }
 
 #: Peer selectors by name (composable with any rule: ``zi-c+nearest``).
@@ -86,6 +88,11 @@ def _rule(name: str, param: str | None, env: Any, agent_id: str, n_act: int, kw:
         return BestResponse(env, agent_id, n_actions=n_act, **kw)
     if name == "random":
         return RandomPolicy(n_act)
+    if name == "flex":
+        from agents.committed import OfferFlexibility
+
+        static = getattr(env, "static", None)
+        return OfferFlexibility(n_act, static.obs_index if static is not None else {})
     raise AgentConfigError(f"policy name: unknown rule {name!r}; choose one of {sorted(RULES)}")
 
 
@@ -145,7 +152,7 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
     for sel in selectors:
         policy = WithPeerSelection(policy, sel)
     config = getattr(env, "config", None)
-    if config is not None and getattr(config, "dispatch", "fixed") == "committed":
+    if config is not None and getattr(config, "dispatch", "fixed") == "committed" and rule != "flex":
         from agents.committed import Committed
 
         policy = Committed.for_agent(policy, env, agent_id)

@@ -12,7 +12,8 @@ validated again.
 
 Built-in scenarios (:func:`list_scenarios`): ``default`` and ``default_high_pv`` (households on the SimBench LV
 grid ``1-LV-semiurb4--0-sw``), ``tiny`` (a synthetic 4-prosumer feeder), ``cigre_lv`` (the CIGRE LV benchmark),
-``ieee39`` (the IEEE 39-bus system) and ``flex``: 118 flexible prosumers — PV, PV batteries, heat pumps and EV
+``ieee39`` (the IEEE 39-bus system), ``default_congested`` (``default_high_pv`` with PV on half the roofs and
+batteries in the other half: congested middays, flexible buyers) and ``flex``: 118 flexible prosumers — PV, PV batteries, heat pumps and EV
 charging sessions — on the SimBench rural LV grid ``1-LV-rural3--2-sw`` (SimBench: Meinecke et al. 2020,
 Energies 13(12):3290; data simbench.de, ODbL v1.0), see :func:`~p2p_gym.scenarios.builders.build_flex`.
 """
@@ -29,6 +30,7 @@ from p2p_gym.scenarios.base import Scenario
 from p2p_gym.scenarios.builders import (
     build_cigre_lv,
     build_default,
+    build_default_congested,
     build_default_high_pv,
     build_flex,
     build_ieee39,
@@ -38,6 +40,7 @@ from p2p_gym.scenarios.builders import (
 _BUILDERS: dict[str, Callable[..., Scenario]] = {
     "default": build_default,
     "default_high_pv": build_default_high_pv,
+    "default_congested": build_default_congested,
     "tiny": build_tiny,
     "cigre_lv": build_cigre_lv,
     "ieee39": build_ieee39,
@@ -45,6 +48,8 @@ _BUILDERS: dict[str, Callable[..., Scenario]] = {
 }
 _BUILDER_PARAMS: dict[str, set[str]] = {
     "default_high_pv": set(inspect.signature(build_default).parameters) - {"name"},
+    "default_congested": (set(inspect.signature(build_default).parameters) - {"name"})
+    | {"buyer_battery_kwh", "buyer_battery_kw"},
 }
 _FIELDS = {f.name for f in dataclasses.fields(Scenario)} - {"name", "agent_ids", "net"}
 

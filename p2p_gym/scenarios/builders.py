@@ -189,6 +189,32 @@ def build_default_high_pv(**overrides: Any) -> Scenario:
     return build_default(**kw)
 
 
+def build_default_congested(
+    buyer_battery_kwh: float = 10.0, buyer_battery_kw: float = 5.0, **overrides: Any
+) -> Scenario:
+    """A congested feeder with flexible buyers, for the physical market and the DSO's rules.
+
+    ``default_high_pv``'s 32 households with the PV concentrated on half of them (10 kWp per MWh of annual
+    consumption: 474 kWp on 16 roofs), so that sunny middays overload feeder cables, and a home battery
+    (``buyer_battery_kwh`` kWh, ``buyer_battery_kw`` kW) in every household *without* PV — neighbours that can store
+    the PV surplus they buy. With committed dispatch the P2P market thus moves power: a trade from a PV roof to a
+    neighbour's battery keeps energy on the feeder instead of exporting it through the loaded cables.
+    """
+    _check_nonneg("buyer_battery_kwh", buyer_battery_kwh)
+    _check_nonneg("buyer_battery_kw", buyer_battery_kw)
+    kw: dict[str, Any] = {"pv_penetration": 0.5, "pv_kwp_per_mwh": 10.0, "name": "default_congested"}
+    kw.update(overrides)
+    sc = build_default_high_pv(**kw)
+    buyers = sc.pv_kwp == 0
+    return sc.replace(
+        battery_kwh=np.where(buyers, float(buyer_battery_kwh), sc.battery_kwh),
+        battery_kw=np.where(buyers, float(buyer_battery_kw), sc.battery_kw),
+        description=sc.description
+        + f" Congested variant: PV on half the roofs, a {buyer_battery_kwh:g} kWh / {buyer_battery_kw:g} kW battery"
+        " in every household without PV.",
+    )
+
+
 # --------------------------------------------------------------------------------------------- tiny
 def build_tiny(days: int = 7, pv_kwp: float = 5.0, name: str = "tiny") -> Scenario:
     """Four prosumers on a synthetic 4-bus cable feeder; closed-form, repeating daily profiles.
