@@ -13,7 +13,8 @@ validated again.
 Built-in scenarios (:func:`list_scenarios`): ``default`` and ``default_high_pv`` (households on the SimBench LV
 grid ``1-LV-semiurb4--0-sw``), ``tiny`` (a synthetic 4-prosumer feeder), ``cigre_lv`` (the CIGRE LV benchmark),
 ``ieee39`` (the IEEE 39-bus system), ``default_congested`` (``default_high_pv`` with PV on half the roofs and
-batteries in the other half: congested middays, flexible buyers) and ``flex``: 118 flexible prosumers — PV, PV batteries, heat pumps and EV
+batteries in the other half: congested middays, flexible buyers) and ``flex``: 118 flexible prosumers — PV,
+PV batteries, heat pumps and EV
 charging sessions — on the SimBench rural LV grid ``1-LV-rural3--2-sw`` (SimBench: Meinecke et al. 2020,
 Energies 13(12):3290; data simbench.de, ODbL v1.0), see :func:`~p2p_gym.scenarios.builders.build_flex`.
 """
