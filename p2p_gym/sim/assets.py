@@ -18,7 +18,8 @@ generator             —                                           output up to
 
 Device models (Le Goff Latimier & Ben Ahmed 2023, §3 and eq. 3 for the cost and utility functions): the battery
 ``soc ← soc − (d/η − c·η)·Δt`` with one-way efficiency η and a degradation cost κ·(c + d)·Δt; an EV session
-delivers its energy E between arrival and departure at ≤ the charger's power; its reference is uncontrolled
+delivers its energy E between arrival and departure at ≤ the charger's power (a session cut by the episode's
+start or end needs the share of E of its steps inside the episode); its reference is uncontrolled
 charging (at ``min(P, E_left/Δt)`` from arrival until done), and it can defer down to the
 ``(E_left − P·(steps_left − 1)·Δt)/Δt`` that cannot wait (no V2G); a heat pump
 follows its reference profile ``hp_kw`` up to a running deviation D ∈ [−band, +band] (kWh,
@@ -63,6 +64,7 @@ class EvTable:
     step t (−1 none); per session its departure step, energy (kWh) and charger power (kW)."""
 
     active: np.ndarray  # int32[T, N]
+    arrival: np.ndarray  # int[S]
     departure: np.ndarray  # int[S]
     energy_kwh: np.ndarray  # float[S]
     max_kw: np.ndarray  # float[S]
@@ -75,7 +77,7 @@ class EvTable:
         active = np.full((scenario.n_steps, scenario.n_agents), -1, dtype=np.int32)
         for j, (agent, arrive, depart, _e, _p) in enumerate(s):
             active[int(arrive) : int(depart), int(agent)] = j
-        return cls(active, s[:, 2].astype(np.int64), s[:, 3].copy(), s[:, 4].copy())
+        return cls(active, s[:, 1].astype(np.int64), s[:, 2].astype(np.int64), s[:, 3].copy(), s[:, 4].copy())
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,16 @@ def flex_range(static: Any, state: Any) -> Flex:
         on = session >= 0
         j = np.where(on, session, 0)
         delivered = np.where(on & (state.ev_session == session), state.ev_kwh, 0.0)
-        left_kwh = np.where(on, np.maximum(ev.energy_kwh[j] - delivered, 0.0), 0.0)
+        # a session cut by the episode's start or end counts pro rata to its steps inside the episode, as in the
+        # episode optimum (p2p_gym.optim.episode_optimum)
+        t0 = state.t0[:, None]
+        t_end = t0 + static.config.episode_steps
+        arrive, depart = ev.arrival[j], ev.departure[j]
+        a_in, d_in = np.maximum(arrive, t0), np.minimum(depart, t_end)
+        energy = ev.energy_kwh[j] * (d_in - a_in) / np.maximum(depart - arrive, 1)
+        left_kwh = np.where(on, np.maximum(energy - delivered, 0.0), 0.0)
         p = np.where(on, ev.max_kw[j], 0.0)
-        steps_left = np.where(on, ev.departure[j] - t[:, None], 1)
+        steps_left = np.where(on, d_in - t[:, None], 1)
         ev_max = np.minimum(p, left_kwh / dt)
         ev_min = np.clip((left_kwh - p * (steps_left - 1) * dt) / dt, 0.0, ev_max)
     caps = {

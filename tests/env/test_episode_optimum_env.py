@@ -15,6 +15,7 @@ import p2p_gym
 from p2p_gym.optim import episode_optimum
 from p2p_gym.rollout import play, truthful_action
 from p2p_gym.sim import MarketConfig
+from tests.conftest import cached_scenario
 
 KW = {"scenario": "default", "mechanism": "uniform", "grid": "none", "start_day": 172, "episode_steps": 96}
 
@@ -86,3 +87,69 @@ def test_batched_env_reports_the_same_episode_efficiency() -> None:
         ref = eps[0].records[-1]["episode_efficiency"]
         got = infos["episode_efficiency"][b]
         assert (ref is None and np.isnan(got)) or got == pytest.approx(ref, rel=1e-9)
+
+
+def test_replaying_the_optimum_with_evs_heat_pumps_and_flexible_demand_reaches_one() -> None:
+    """Committed dispatch on tiny with an EV (prosumer_0), the battery (prosumer_1), a heat pump (prosumer_2) and
+    flexible demand (prosumer_3) — one device each, so the merit order cannot split a delta differently from the
+    optimum: planning each agent's net injection at the optimum's schedule (executed whatever clears, truthful
+    prices, uniform price) realises the optimum's welfare through the environment's own device models."""
+    sc = cached_scenario("tiny")
+    hp = np.zeros_like(sc.load_kw)
+    hp[:, 2] = 1.0 + 0.5 * np.sin(np.arange(sc.n_steps) / 7.0)
+    sc = sc.replace(
+        ev_sessions=[[0, 100, 130, 6.0, 3.7], [0, 150, 180, 4.0, 3.7]], hp_kw=hp, hp_max_kw=[0, 0, 3.0, 0],
+        hp_band_kwh=[0, 0, 2.0, 0], flex_max_kw=[0, 0, 0, 2.0], flex_util_a=[0, 0, 0, 0.4],
+        flex_util_b=[0, 0, 0, 0.35], battery_cost=[0, 0.01, 0, 0],
+    )  # fmt: skip
+    day = 1
+    env = p2p_gym.parallel_env(sc, mechanism="uniform", grid="none", dispatch="committed",
+                               compute_optimum="episode", episode_steps=96, start_day=day)  # fmt: skip
+    t0 = day * sc.steps_per_day
+    opt = episode_optimum(sc, t0, 96, 0.5)
+    dt = sc.dt_hours
+    w = slice(t0, t0 + 96)
+    x_opt = (opt.pv_used_kw - sc.load_kw[w] - opt.hp_kw - opt.ev_kw - opt.flex_kwh / dt + opt.battery_kw
+             + opt.gen_kw)  # fmt: skip
+    idx = env.static.obs_index
+    agents = env.possible_agents
+
+    class Planned:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def act(self, obs, rng):  # type: ignore[no-untyped-def]
+            k = env.steps_taken
+            lo, hi = obs[idx["flex_min"]], obs[idx["flex_max"]]
+            scale = env.static.power_scale[self.i]
+            x = float(np.clip(x_opt[k, self.i] / scale, lo, hi))
+            a = np.ones(3, dtype=np.float32)
+            a[0] = 1.0 if x < 0 else -1.0
+            a[1] = 2 * (x - lo) / (hi - lo) - 1 if hi - lo > 1e-12 else 0.0
+            a[2] = 1.0  # execute the plan whatever clears
+            return a
+
+    eps = play(env, {a: Planned(i) for i, a in enumerate(agents)}, np.random.default_rng(0), seed=0,
+               on_step=lambda e, i, r: i[e.possible_agents[0]]["market"])  # fmt: skip
+    last = eps[0].records[-1]
+    assert last["episode_welfare_optimum"] == pytest.approx(opt.welfare, rel=1e-9)
+    assert last["episode_efficiency"] == pytest.approx(1.0, abs=1e-4)
+    assert opt.ev_kw[:, 0].sum() * dt == pytest.approx(
+        10.0, abs=1e-6
+    )  # both sessions inside the day, delivered
+
+
+def test_sessions_cut_by_the_episode_count_pro_rata_like_the_optimum() -> None:
+    """An EV session from 18:00 on day 0 to 06:00 on day 1 (12 kWh), episode = day 1: the environment charges the
+    share of the session inside the episode, 6/12 of its steps → 6 kWh, whatever the actions (must-charge rule)."""
+    sc = cached_scenario("tiny")
+    spd = sc.steps_per_day
+    sc = sc.replace(ev_sessions=[[0, 72, spd + 24, 12.0, 3.7]])
+    env = p2p_gym.parallel_env(sc, grid="none", dispatch="committed", episode_steps=spd, start_day=1)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    charged = 0.0
+    while env.agents:
+        _, _, _, _, infos = env.step({a: rng.uniform(-1, 1, 3).astype(np.float32) for a in env.agents})
+        charged += infos["prosumer_0"]["ev_kw"] * sc.dt_hours
+    assert charged == pytest.approx(12.0 * 24 / 48, abs=1e-9)
