@@ -106,7 +106,7 @@ class Flex:
 def flex_range(static: Any, state: Any) -> Flex:
     """The flexibility of every agent at the state's next step (see the module docstring)."""
     sc, dt = static.scenario, static.dt
-    t = state.t
+    t = np.minimum(state.t, sc.n_steps - 1)  # after an episode's last step (observation only)
     b, n = state.soc_kwh.shape
     pv, load = sc.pv_kw[t], sc.load_kw[t]
     eta = sc.battery_efficiency
