@@ -33,3 +33,13 @@ def test_peer_selection_study_runs() -> None:
     from eval import peer_selection
 
     assert peer_selection.main(["--seeds", "0", "--timesteps", "256", "--eval-episodes", "1"]) in (0, 1)
+
+
+@pytest.mark.slow
+def test_flex_learning_study_runs(tmp_path: Path) -> None:
+    from eval import flex_learning
+
+    res = flex_learning.study([0], timesteps=512, episodes=1, out=tmp_path)
+    assert set(res["rules"]) == set(flex_learning.RULES) and set(res["learned"]) == {0}
+    for r in (*res["rules"].values(), *res["learned"].values()):
+        assert r["efficiency"] <= 1.0 + 1e-6  # nobody beats the episode optimum of the same days
