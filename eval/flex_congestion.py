@@ -120,7 +120,9 @@ def run_setting(
         "congested_lines": int(over.any(axis=0).sum()),
         "congested_line_steps": int(over.sum()),
         "overflow_sum_pct": float(excess.sum()),
-        "overflow_weighted_avg_pct": float((excess * cap[None, :]).sum() / weights.sum()) if weights.sum() else 0.0,
+        "overflow_weighted_avg_pct": float((excess * cap[None, :]).sum() / weights.sum())
+        if weights.sum()
+        else 0.0,
         "max_loading_pct": float(loading.max()),
         "lfm_cost": float(sum(r["cost"] for r in recs)),
         "lfm_activated_kwh": float(sum(r["activated"] for r in recs)),
