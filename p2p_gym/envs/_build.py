@@ -12,6 +12,34 @@ from p2p_gym.sim import MarketConfig, SimStatic, build
 from p2p_gym.sim.config import POSITIONAL, field_names
 
 
+class SimEnvBase:
+    """What both environments read the same way from their :class:`~p2p_gym.sim.SimStatic` (and the figure
+    they render into)."""
+
+    static: SimStatic
+    config: MarketConfig
+    _fig: Any = None
+
+    @property
+    def scenario(self) -> Any:
+        return self.static.scenario
+
+    @property
+    def mechanism(self) -> str:
+        return self.config.mechanism
+
+    @property
+    def episode_steps(self) -> int:
+        return self.config.episode_steps
+
+    def close(self) -> None:
+        if self._fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self._fig)
+            self._fig = None
+
+
 def make_static(
     scenario: Any, args: Sequence[Any], options: Mapping[str, Any], config: MarketConfig | None
 ) -> SimStatic:

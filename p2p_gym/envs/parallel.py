@@ -10,13 +10,13 @@ import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from p2p_gym.envs._build import make_static, stack_actions
+from p2p_gym.envs._build import SimEnvBase, make_static, stack_actions
 from p2p_gym.errors import EnvConfigError
 from p2p_gym.sim import OBS_BOUND, MarketConfig, Outcome, SimState, StepOutcome, initial_state, observations
 from p2p_gym.sim import step as sim_step
 
 
-class P2PMarketEnv(ParallelEnv):
+class P2PMarketEnv(SimEnvBase, ParallelEnv):
     """Prosumers bidding in a peer-to-peer electricity market on a real distribution grid.
 
     **Step** (one market interval of ``scenario.step_minutes``): decode every agent's action into a battery
@@ -123,10 +123,6 @@ class P2PMarketEnv(ParallelEnv):
 
     # ------------------------------------------------------------------------------------------- properties
     @property
-    def scenario(self) -> Any:
-        return self.static.scenario
-
-    @property
     def n(self) -> int:
         return self.static.n
 
@@ -144,20 +140,12 @@ class P2PMarketEnv(ParallelEnv):
         return self.static.preference
 
     @property
-    def mechanism(self) -> str:
-        return self.config.mechanism
-
-    @property
     def grid(self) -> str:
         return self.config.grid
 
     @property
     def k(self) -> float:
         return self.config.k
-
-    @property
-    def episode_steps(self) -> int:
-        return self.config.episode_steps
 
     @property
     def last_outcome(self) -> StepOutcome | None:
@@ -217,13 +205,6 @@ class P2PMarketEnv(ParallelEnv):
 
     def state(self) -> np.ndarray:
         return observations(self.static, self.sim_state)[0].reshape(-1)
-
-    def close(self) -> None:
-        if self._fig is not None:
-            import matplotlib.pyplot as plt
-
-            plt.close(self._fig)
-            self._fig = None
 
     def render(self) -> Any:
         if self.render_mode is None:

@@ -8,7 +8,7 @@ import gymnasium
 import numpy as np
 from gymnasium.vector.utils import batch_space
 
-from p2p_gym.envs._build import make_static
+from p2p_gym.envs._build import SimEnvBase, make_static
 from p2p_gym.envs.parallel import start_day
 from p2p_gym.errors import EnvConfigError
 from p2p_gym.sim import OBS_BOUND, MarketConfig, Outcome, SimState, initial_state, observations
@@ -39,7 +39,7 @@ AGENT_INFOS: tuple[str, ...] = (
 )
 
 
-class BatchedMarketEnv:
+class BatchedMarketEnv(SimEnvBase):
     """B independent episodes of :class:`~p2p_gym.envs.P2PMarketEnv` stepped together on [B, N, ...] arrays.
 
     The step is :func:`p2p_gym.sim.step` with a batch of B (the plain env runs it with B = 1): every option of
@@ -131,18 +131,6 @@ class BatchedMarketEnv:
         self._done = True
 
     @property
-    def scenario(self) -> Any:
-        return self.static.scenario
-
-    @property
-    def episode_steps(self) -> int:
-        return self.config.episode_steps
-
-    @property
-    def mechanism(self) -> str:
-        return self.config.mechanism
-
-    @property
     def t(self) -> np.ndarray:
         """int[B] index into the scenario of each sub-episode's current (next) step."""
         return self.sim_state.t
@@ -231,13 +219,6 @@ class BatchedMarketEnv:
         from p2p_gym.envs.render import render_batch
 
         return render_batch(self)
-
-    def close(self) -> None:
-        if self._fig is not None:
-            import matplotlib.pyplot as plt
-
-            plt.close(self._fig)
-            self._fig = None
 
     def _infos(self, out: Outcome) -> dict[str, Any]:
         st = out.settlement
