@@ -224,12 +224,19 @@ def imbalance_cost(
 
     Broadcasts over leading axes; prices per kWh.
     """
-    dev = np.asarray(deviation_kwh, dtype=np.float64)
-    retail = np.asarray(retail_price, dtype=np.float64)
-    feed_in = np.asarray(feed_in_price, dtype=np.float64)
-    pen = np.asarray(penalty, dtype=np.float64)
-    if np.any(pen < 0) or not np.all(np.isfinite(pen)):
-        raise MarketError(f"penalty: must be finite and ≥ 0 (currency/kWh), got {penalty!r}")
+    arrays = {}
+    for name, value in (("deviation_kwh", deviation_kwh), ("retail_price", retail_price),
+                        ("feed_in_price", feed_in_price), ("penalty", penalty)):  # fmt: skip
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise MarketError(f"{name}: must be numeric, got {value!r:.80}") from None
+        if not np.all(np.isfinite(arr)):
+            raise MarketError(f"{name}: must be finite, got {value!r:.80}")
+        arrays[name] = arr
+    dev, retail, feed_in, pen = arrays.values()
+    if np.any(pen < 0):
+        raise MarketError(f"penalty: must be ≥ 0 (currency/kWh), got {penalty!r}")
     short = np.maximum(-dev, 0.0)
     long = np.maximum(dev, 0.0)
     return short * (retail + pen) - long * np.maximum(feed_in - pen, 0.0)

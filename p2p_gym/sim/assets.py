@@ -104,7 +104,20 @@ class Flex:
 
 
 def flex_range(static: Any, state: Any) -> Flex:
-    """The flexibility of every agent at the state's next step (see the module docstring)."""
+    """The flexibility of every agent at the state's next step (see the module docstring).
+
+    A state is immutable, so the range is computed once per state and kept on it: the observation of a state and
+    the next step from it read the same one.
+    """
+    cached = state.__dict__.get("_flex")
+    if cached is not None and cached[0] is static:
+        return cached[1]
+    flex = _flex_range(static, state)
+    object.__setattr__(state, "_flex", (static, flex))
+    return flex
+
+
+def _flex_range(static: Any, state: Any) -> Flex:
     sc, dt = static.scenario, static.dt
     t = np.minimum(state.t, sc.n_steps - 1)  # after an episode's last step (observation only)
     b, n = state.soc_kwh.shape

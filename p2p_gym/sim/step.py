@@ -234,16 +234,17 @@ def step(
     preference = static.clearing_preference
     at_risk, forbidden = np.zeros(b, dtype=np.int64), np.zeros(b, dtype=np.int64)
     if cfg.grid_policy in ("preblock", "redirect"):
-        accept, preference, at_risk, forbidden = stages.pre_market(
-            static, flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t], is_buy, accept
-        )
+        forecast_kw = flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t]  # the no-P2P state
+        accept, preference, at_risk, forbidden = stages.pre_market(static, forecast_kw, is_buy, accept)
     # clear → injections → grid check
     cleared = stages.clear(cfg, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised)
 
-    def physical(cleared: stages.Cleared) -> tuple[np.ndarray, Any]:
+    def physical(cleared: stages.Cleared, ordered_kw: Any = 0.0) -> tuple[np.ndarray, Any]:
+        """The injection after clearing (and the DSO's flexibility orders ``ordered_kw``) and the devices'
+        dispatch (committed dispatch), else the fixed positions plus what generators sold."""
         if committed:
             assert flex is not None and plan is not None
-            delta = assets.realised_delta(flex, plan, cleared.sold + cleared.bought, dt)
+            delta = assets.realised_delta(flex, plan, cleared.sold + cleared.bought, dt) + ordered_kw
             d = assets.dispatch(static, flex, delta)
             return d.injection_kw, d
         return stages.injections(net_kw, cleared.sold, static.is_gen, dt), None
@@ -266,11 +267,10 @@ def step(
         lfm, flex_payment = stages.flex_market(static, flex, injection_kw)
         moved = lfm.up_kw - lfm.down_kw
         if np.any(moved != 0):
-            delta = assets.realised_delta(flex, plan, cleared.sold + cleared.bought, dt) + moved
-            disp = assets.dispatch(static, flex, delta)
-            injection_kw = disp.injection_kw
+            injection_kw, disp = physical(cleared, moved)
             grid = static.grid_model.check_batch(injection_kw)
-    fees = stages.fees(static, cleared, qty, injection_kw - (sc.pv_kw[t] - sc.load_kw[t]))
+    inflexible_kw = flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t]
+    fees = stages.fees(static, cleared, qty, injection_kw - inflexible_kw)
     penalty = np.zeros((b, n))
     if grid is not None and static.sens_i is not None and cfg.grid_penalty > 0:
         from p2p_gym.grid import allocate_penalty
@@ -287,6 +287,8 @@ def step(
     )
     grid_only = np.maximum(-net_kwh, 0.0) * r - np.maximum(net_kwh, 0.0) * f
     private = np.zeros((b, n))  # battery degradation − utility of flexible demand (currency)
+    hp_dev, ev_session, ev_kwh = state.hp_dev_kwh, state.ev_session, state.ev_kwh
+    production = np.zeros((b, n))
     if disp is not None:
         assert flex is not None
         production = disp.production_cost
@@ -296,10 +298,6 @@ def step(
     elif static.is_gen.any():
         gen_kwh = np.where(static.is_gen, np.maximum(net_kwh + sc.load_kw[t] * dt, 0.0), 0.0)
         production = 0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh
-    else:
-        production = np.zeros((b, n))
-    if disp is None:
-        hp_dev, ev_session, ev_kwh = state.hp_dev_kwh, state.ev_session, state.ev_kwh
     # welfare, optimum, rewards. Welfare = −(net payment to the grid) − production cost; fees are transfers.
     grid_balance = st.grid_import_cost.sum(axis=1) - st.grid_export_revenue.sum(axis=1)
     welfare = -grid_balance - production.sum(axis=1) - private.sum(axis=1)
@@ -312,9 +310,8 @@ def step(
         efficiency = np.asarray(
             market.efficiency(welfare, welfare_no_trade, optimum), dtype=np.float64
         ).reshape(b)
-    elif (
-        cfg.compute_optimum == "episode"
-    ):  # the optimal schedule's welfare in this step; efficiency per episode
+    elif cfg.compute_optimum == "episode":
+        # the optimal schedule's welfare in this step; efficiency is defined per episode
         optimum = state.optimum_per_step[np.arange(b), state.step]
         efficiency = np.full(b, np.nan)
     else:
@@ -324,7 +321,7 @@ def step(
     episode_efficiency = np.full(b, np.nan)
     if (
         cfg.compute_optimum == "episode" and ended.any()
-    ):  # the same definition against the episode's reference
+    ):  # the same definition, against the episode's reference
         eff = market.efficiency(welfare_sum, state.reference_welfare, state.optimum_welfare)
         episode_efficiency = np.where(ended, np.asarray(eff, dtype=np.float64).reshape(b), np.nan)
     bills = st.bill - flex_payment  # the DSO pays the activated flexibility

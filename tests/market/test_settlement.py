@@ -81,3 +81,7 @@ def test_imbalance_cost_dual_price_hand_values() -> None:
     assert np.all(imbalance_cost(d, 0.30, 0.08, 0.0) >= -d * np.where(d > 0, 0.08, 0.30) - 1e-12)
     with pytest.raises(ValueError, match="penalty"):
         imbalance_cost(1.0, 0.3, 0.08, -0.1)
+    with pytest.raises(ValueError, match="deviation_kwh"):
+        imbalance_cost([1.0, float("nan")], 0.3, 0.08)
+    with pytest.raises(ValueError, match="retail_price"):
+        imbalance_cost(1.0, "high", 0.08)
