@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from p2p_gym.errors import GridError, OptimError
+from p2p_gym.grid.model import line_headroom_ka
 
 __all__ = [
     "FlexMarketBatch",
@@ -168,16 +169,6 @@ class FlexMarketBatch:
             congested_before=int(self.congested_before[b]),
             congested_after=int(self.congested_after[b]),
         )
-
-
-def line_headroom_ka(max_i_ka: np.ndarray, i0_ka: np.ndarray, loading_pct: float = 100.0) -> np.ndarray:
-    """float[L], kA: the bound ``H_l`` on the active-power-driven current ``|S_l·p|`` that keeps line l at or below
-    ``loading_pct`` in the linear check, ``√((loading_pct/100 · I^max_l)² − I0_l²)``; NaN where ``I0`` alone
-    exceeds it. The same formula as the line rows of :mod:`p2p_gym.optim.episode` (``_line_rows``), kept here on
-    plain arrays so the grid layer does not import the optimiser."""
-    limit = np.asarray(max_i_ka, dtype=float) * loading_pct / 100.0
-    head = limit**2 - np.asarray(i0_ka, dtype=float) ** 2
-    return np.where(head >= 0, np.sqrt(np.clip(head, 0.0, None)), np.nan)
 
 
 def clear_flex_market(

@@ -155,6 +155,16 @@ class GridBatch:
         )
 
 
+def line_headroom_ka(max_i_ka: np.ndarray, i0_ka: np.ndarray, loading_pct: float = 100.0) -> np.ndarray:
+    """float[L], kA: the bound ``H_l`` on the active-power-driven current ``|s_l·p|`` that keeps line l at or below
+    ``loading_pct`` in the linear model (whose current is ``√(I0² + (s·p)²)``): ``√((loading_pct/100 · I^max_l)² −
+    I0_l²)``; NaN where ``I0`` alone exceeds it. Used by every linear line limit (the flexibility market, the
+    episode optimum)."""
+    limit = np.asarray(max_i_ka, dtype=float) * loading_pct / 100.0
+    head = limit**2 - np.asarray(i0_ka, dtype=float) ** 2
+    return np.where(head >= 0, np.sqrt(np.clip(head, 0.0, None)), np.nan)
+
+
 class GridModel:
     """Checks agents' net injections (kW, positive = export) on the scenario's pandapower network.
 

@@ -617,14 +617,14 @@ def _line_rows(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     hit = _LINES.get(sc)
     if hit is None:
         from p2p_gym.grid import GridModel  # imports pandapower: only with line_limits
+        from p2p_gym.grid.model import line_headroom_ka
 
         model = GridModel(sc, "linear")
         sens = model.sensitivities
         s, i0 = sens["line_current_ka_per_kw"], sens["line_current_ka"]
-        limit = model.max_i_ka * model.loading_limit_pct / 100.0
         keep = model.max_i_ka > 0  # the check never counts a line without a rating as overloaded
-        head = limit**2 - i0**2
-        f = np.where(head > 0, np.sqrt(np.clip(head, 0, None)), -1.0)
+        head = line_headroom_ka(model.max_i_ka, i0, model.loading_limit_pct)
+        f = np.where(head > 0, head, -1.0)  # NaN (I0 alone overloads) and 0 mark infeasible rows
         hit = (np.asarray(s[keep], dtype=np.float64), np.asarray(f[keep], dtype=np.float64))
         _LINES[sc] = hit
     return hit
