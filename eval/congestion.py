@@ -237,35 +237,48 @@ def markdown_table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str, st
     return "\n".join([head, sep, *body])
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Bar charts of the KPIs per setting."""
+def bar_panels(
+    rows: list[dict[str, Any]],
+    keys: list[tuple[str, str]],
+    title: str,
+    path: Path,
+    colors: list[str],
+    log_keys: tuple[str, ...] = (),
+) -> Path:
+    """One bar chart per KPI of ``keys`` ((key, panel title)), one bar per row labelled by its ``setting``; KPIs in
+    ``log_keys`` on a symmetric-log axis. Written to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 4.3))
+    labels = [r["setting"].replace(" + LFM", "").replace(" (", "\n(") for r in rows]
+    for ax, (k, name) in zip(axes, keys):
+        ax.bar(range(len(rows)), [r[k] for r in rows], color=colors[: len(rows)])
+        ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(name, fontsize=10)
+        if k in log_keys:
+            ax.set_yscale("symlog", linthresh=1.0)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Bar charts of the KPIs per setting."""
     keys = [
         ("congested_line_steps", "congested line-steps"),
         ("overflow_sum_pct", "overflow sum (% pts)"),
         ("p2p_volume_kwh", "P2P volume (kWh)"),
         ("p2p_flow_on_at_risk_lines_pct", "P2P flow on at-risk lines (% pts)"),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(15, 4.2))
-    labels = [r["setting"].replace(" (", "\n(") for r in rows]
-    colors = ["0.6", "tab:red", "tab:orange", "tab:green", "tab:olive"]
-    for ax, (k, title) in zip(axes, keys):
-        ax.bar(range(len(rows)), [r[k] for r in rows], color=colors[: len(rows)])
-        ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
-        ax.set_title(title, fontsize=10)
-    fig.suptitle(
-        "Congestion study (EUniversal D5.3 (2022), §5): default_high_pv, PV on half the roofs, "
-        "days 144–146, bilateral, ZI-C"
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    title = ("Congestion study (EUniversal D5.3 (2022), §5): default_high_pv, PV on half the roofs, days 144–146, "
+             "bilateral, ZI-C")  # fmt: skip
+    return bar_panels(rows, keys, title, path, ["0.6", "tab:red", "tab:orange", "tab:green", "tab:olive"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,10 +158,7 @@ COLUMNS = (
 
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     """Bar charts of the main KPIs per setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from eval.congestion import bar_panels
 
     keys = [
         ("overflow_sum_pct", "overflow sum before the LFM (% pts)"),
@@ -169,24 +166,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         ("p2p_volume_kwh", "P2P volume (kWh)"),
         ("congested_after_lfm", "congested line-steps after the LFM"),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
-    labels = [r["setting"].replace(" + LFM", "").replace(" (", "\n(") for r in rows]
+    title = ("Physical congestion study (EUniversal D5.3 (2022), §5 Table 8 in kind): default_congested, days "
+             "144–146, bilateral, committed dispatch, flex agents")  # fmt: skip
     colors = ["0.6", "tab:red", "tab:purple", "0.75", "tab:green", "tab:orange", "tab:olive", "tab:cyan"]
-    for ax, (k, title) in zip(axes, keys):
-        ax.bar(range(len(rows)), [r[k] for r in rows], color=colors[: len(rows)])
-        ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
-        ax.set_title(title, fontsize=10)
-        if k == "overflow_sum_pct":
-            ax.set_yscale("symlog", linthresh=1.0)
-    fig.suptitle(
-        "Physical congestion study (EUniversal D5.3 (2022), §5 Table 8 in kind): default_congested, days 144–146, "
-        "bilateral, committed dispatch, flex agents"
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return bar_panels(rows, keys, title, path, colors, log_keys=("overflow_sum_pct",))
 
 
 def main(argv: list[str] | None = None) -> int:
