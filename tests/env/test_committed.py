@@ -231,6 +231,8 @@ def test_network_fees_enter_the_bilateral_clearing() -> None:
 def test_committed_episode_can_end_on_the_scenarios_last_step() -> None:
     """The observation after the last step of the year needs the flexibility range of a step that does not exist."""
     sc = cached_scenario("tiny")
-    env = p2p_gym.parallel_env(sc, grid="none", dispatch="committed", episode_steps=96, start_day=sc.n_days - 1)
+    env = p2p_gym.parallel_env(
+        sc, grid="none", dispatch="committed", episode_steps=96, start_day=sc.n_days - 1
+    )
     eps = play(env, {}, np.random.default_rng(0), seed=0)
     assert eps[0].rewards.shape == (96, 4)
