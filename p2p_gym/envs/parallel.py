@@ -243,6 +243,7 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
             "clipped_actions": out.clipped_actions[0],
             "nonfinite_actions": out.nonfinite_actions[0],
             "flex_payment": out.flex_payment[0],
+            "terminal_cost": out.terminal_cost[0],
             **{k: v[0] for k, v in out.device_infos().items()},
         }
         keys = (*columns, "market")

@@ -265,7 +265,7 @@ class BatchedMarketEnv(SimEnvBase):
         infos.update(out.device_infos())
         infos.update(at_risk_lines=out.at_risk_lines, forbidden_pairs=out.forbidden_pairs,
                      flex_market_cost=out.flex_payment.sum(axis=1), flex_activated_kwh=out.flex_activated_kwh,
-                     flex_payment=out.flex_payment)  # fmt: skip
+                     flex_payment=out.flex_payment, terminal_cost=out.terminal_cost)  # fmt: skip
         if out.n_trades is not None:
             infos["n_trades"] = out.n_trades
         if out.grid is not None:

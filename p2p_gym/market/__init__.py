@@ -23,7 +23,14 @@ from p2p_gym.market.batch import clear_uniform_batch
 from p2p_gym.market.cda import ContinuousDoubleAuction
 from p2p_gym.market.clearing import AUCTIONS, MECHANISMS, clear
 from p2p_gym.market.community import COMMUNITY_RULES, clear_community, clear_community_batch
-from p2p_gym.market.settlement import Settlement, grid_only_bill, imbalance_cost, settle, settle_positions
+from p2p_gym.market.settlement import (
+    Settlement,
+    grid_only_bill,
+    imbalance_cost,
+    settle,
+    settle_positions,
+    terminal_cost,
+)
 from p2p_gym.market.types import ClearingResult, Orders, Trades
 from p2p_gym.market.welfare import efficiency
 
@@ -46,4 +53,5 @@ __all__ = [
     "pricing",
     "settle",
     "settle_positions",
+    "terminal_cost",
 ]

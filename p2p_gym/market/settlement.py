@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike
 from p2p_gym.errors import MarketError
 from p2p_gym.market.types import ClearingResult, FloatArray, Trades
 
-__all__ = ["Settlement", "grid_only_bill", "imbalance_cost", "settle", "settle_positions"]
+__all__ = ["Settlement", "grid_only_bill", "imbalance_cost", "settle", "settle_positions", "terminal_cost"]
 
 
 @dataclass(frozen=True)
@@ -240,3 +240,36 @@ def imbalance_cost(
     short = np.maximum(-dev, 0.0)
     long = np.maximum(dev, 0.0)
     return short * (retail + pen) - long * np.maximum(feed_in - pen, 0.0)
+
+
+def terminal_cost(
+    soc_start_kwh: ArrayLike,
+    soc_end_kwh: ArrayLike,
+    efficiency: float,
+    hp_deviation_kwh: ArrayLike,
+    retail_price: ArrayLike,
+    feed_in_price: ArrayLike,
+) -> FloatArray:
+    """The value an agent's stored energy lost over an episode, as a cost (positive = the agent ends poorer).
+
+    An episode that ends with a battery emptier than it started, or a heat pump behind its reference profile
+    (deferred heating that is still owed), has consumed energy that someone must buy back; one that ends fuller has
+    energy to spare. Both are settled like an imbalance (:func:`imbalance_cost`, no penalty) at the grid's prices of
+    the episode's last step: the deficit at the battery's terminals, (soc_start − soc_end)/η, is bought at retail;
+    a surplus, (soc_end − soc_start)·η, is worth the feed-in price. A heat pump's running deviation D (kWh, > 0 =
+    pre-heated) is energy at the grid connection: −D is bought at retail when D < 0, D earns feed-in when D > 0.
+
+    The valuation is concave and piecewise linear, so an optimisation can carry it exactly (two non-negative
+    variables per store); with it, emptying the stores at the end of the episode no longer pays — the usual
+    end-of-horizon correction of finite-horizon storage scheduling (e.g. the terminal value of stored energy in
+    Bertsekas 2017, *Dynamic Programming and Optimal Control* I, §1.1, where a finite horizon is closed by a terminal
+    cost g_N(x_N)). Broadcasts over leading axes.
+    """
+    eta = float(efficiency)
+    if not 0.0 < eta <= 1.0:
+        raise MarketError(f"efficiency: must be in (0, 1], got {efficiency!r}")
+    d_soc = np.asarray(soc_end_kwh, dtype=np.float64) - np.asarray(soc_start_kwh, dtype=np.float64)
+    at_terminals = np.where(d_soc < 0, d_soc / eta, d_soc * eta)
+    return imbalance_cost(at_terminals, retail_price, feed_in_price) + imbalance_cost(
+        hp_deviation_kwh, retail_price, feed_in_price
+    )

@@ -33,8 +33,9 @@ g generation (kW), q flexible demand (kWh in the step).
   soc_{t+1,n} = soc_{t,n} + (η c_{t,n} − d_{t,n}/η) Δt,   0 ≤ c, d ≤ battery_kw_n,
   0 ≤ soc_{t,n} ≤ battery_kwh_n,   soc_{t0,n} given,   soc at the end free.                              (3)
 
-  The terminal state of charge is free because the environment's episode reward does not value stored energy
-  either: the optimum empties the batteries when that pays. Simultaneous charge and discharge is never
+  With ``terminal_value="free"`` (the default) the terminal state of charge is not valued, as in the
+  environment's episode reward with the same option: the optimum empties the batteries when that pays. With
+  ``"valued"`` see (10). Simultaneous charge and discharge is never
   profitable: prices are ≥ 0 (the scenario validates them), and any (c, d) > 0 with the same state-of-charge
   change is dominated by a one-sided point — d' = d − η²c (or c' = c − d/η²) keeps soc_{t+1}, injects at
   least as much and wears the battery less (κ ≥ 0), so welfare (2)/(1) does not fall. With ``line_limits`` and
@@ -84,9 +85,9 @@ g generation (kW), q flexible demand (kWh in the step).
   0 ≤ h_{t,n} ≤ hp_max_kw_n,   D_{t+1,n} = D_{t,n} + (h_{t,n} − r_{t,n}) Δt,   D_{t0,n} = 0,
   −hp_band_kwh_n ≤ D_{t,n} ≤ hp_band_kwh_n  for t = t0+1 … t0+K.                                           (6)
 
-  The terminal deviation D_{t0+K} is free within the band: the environment's reward does not value it either
-  (as it does not value the terminal state of charge), so the optimum ends the window pre-heated or deferred,
-  whichever pays.
+  With ``terminal_value="free"`` the terminal deviation D_{t0+K} is free within the band (the environment's
+  reward with that option does not value it either), so the optimum ends the window pre-heated or deferred,
+  whichever pays; with ``"valued"`` see (10).
 * PV: 0 ≤ p_{t,n} ≤ pv_kw_{t,n} when ``pv_curtailable``, else p = pv_kw.                                   (7)
   Without line limits p = pv_kw is optimal and fixed: prices are ≥ 0, so more PV never lowers welfare (the
   energy is netted against an import or exported at feed-in ≥ 0, and the generators' export bound only grows
@@ -95,6 +96,15 @@ g generation (kW), q flexible demand (kWh in the step).
 * Flexible demand (``flex_max_kw > 0``): 0 ≤ q_{t,n} ≤ flex_max_kw_n Δt kWh in each step, valued by the
   utility β q − ½ α q² of (1). Alone at the margin an agent consumes q = clip((β − price)/α, 0, flex_max Δt)
   (marginal utility = price), and everything when α = 0 and β > price.                                      (8)
+
+* Terminal value (``terminal_value="valued"``, :func:`p2p_gym.market.terminal_cost`, the environment's rule): with
+  the last step's prices r_T, f_T and s⁻, s⁺, H⁻, H⁺ ≥ 0,
+
+  soc_{t0+K,n} − soc_{t0,n} = s⁺_n − s⁻_n,   D_{t0+K,n} = H⁺_n − H⁻_n,
+  welfare −= Σ_n [ r_T (s⁻_n / η + H⁻_n) − f_T (η s⁺_n + H⁺_n) ].                                        (10)
+
+  A deficit is bought back at retail at the battery's terminals, a surplus is worth feed-in; r_T/η > f_T η keeps
+  s⁻ s⁺ = 0 (and H⁻ H⁺ = 0) at an optimum, so (10) is the concave valuation exactly.
 
 A scenario with none of the assets (5)–(8) and no battery wear gets the problem of the batteries-and-generators
 model that preceded them (same variables and constraints, identical results), except under ``line_limits``
@@ -143,6 +153,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from p2p_gym.errors import OptimError
+from p2p_gym.market.settlement import terminal_cost
 
 __all__ = ["EpisodeOptimum", "episode_efficiency", "episode_optimum"]
 
@@ -196,6 +207,8 @@ class EpisodeOptimum:
     """float[K, N], kW ≥ 0: PV used, eq. (7) (the available ``pv_kw`` unless curtailed)."""
     flex_kwh: np.ndarray
     """float[K, N], kWh ≥ 0: flexible demand consumed in each step, eq. (8) (0 for agents without)."""
+    terminal_value: str = "free"
+    """``"free"`` or ``"valued"`` (eq. 10: the last entry of ``welfare_per_step`` includes the terminal value)."""
 
 
 class _Part(NamedTuple):
@@ -245,6 +258,7 @@ def episode_optimum(
     initial_soc_kwh: np.ndarray | float = 0.5,
     line_limits: bool = False,
     solver: str | None = None,
+    terminal_value: str = "free",
 ) -> EpisodeOptimum:
     """The welfare optimum of scenario steps ``t0 … t0+steps−1`` with perfect foresight (module docstring).
 
@@ -258,6 +272,8 @@ def episode_optimum(
         line_limits: impose the DC line limits (4) of the environment's linear grid model.
         solver: a cvxpy solver name; default HiGHS for the LP and Clarabel when generators or flexible demand
             have a quadratic term (a > 0).
+        terminal_value: ``"free"`` (the stores' terminal state is not valued) or ``"valued"`` (eq. 10, the
+            environment's option of the same name).
 
     Returns:
         The :class:`EpisodeOptimum`; ``status="infeasible"`` (welfare nan) when line limits cannot be met.
@@ -272,6 +288,9 @@ def episode_optimum(
     soc0 = _initial_soc(sc, initial_soc_kwh)
     if not isinstance(line_limits, (bool, np.bool_)):
         raise OptimError(f"line_limits: must be True or False, got {line_limits!r}")
+    if terminal_value not in ("free", "valued"):
+        raise OptimError(f"terminal_value: must be 'free' or 'valued', got {terminal_value!r}")
+    valued = terminal_value == "valued"
     if solver is not None and solver not in cp.installed_solvers():
         raise OptimError(f"solver: must be None or one of {cp.installed_solvers()}, got {solver!r}")
     window = slice(t0, t0 + steps)
@@ -298,7 +317,7 @@ def episode_optimum(
 
     lines = _line_rows(sc) if line_limits else None
     if lines is not None and np.any(lines[1] < 0):
-        return _infeasible(sc, steps, soc0, reference, start, line_limits)
+        return _infeasible(sc, steps, soc0, reference, start, line_limits, terminal_value)
 
     # Inflexible net injection (kW): PV (curtailment is a separate variable), load, heat pumps without band.
     hp_fixed = hp_ref.copy()
@@ -360,6 +379,15 @@ def episode_optimum(
         parts.append(_Part(y, bat, box(bat, -p_max), box(bat, p_max)))
         if np.any(wear > 0):  # κ (c + d) Δt
             objective = objective - cp.sum((chg + dis) @ (wear / m))
+        if valued:  # eq. (10), batteries
+            s_short = cp.Variable(bat.size, nonneg=True, name="terminal_deficit")
+            s_long = cp.Variable(bat.size, nonneg=True, name="terminal_surplus")
+            cons.append(soc[steps] - soc0[bat] / e_unit == s_long - s_short)
+            objective = (
+                objective
+                - (retail[-1] / eta / m) * cp.sum(s_short)
+                + (feed_in[-1] * eta / m) * cp.sum(s_long)
+            )
     g = gen_part = None
     if gen.size:
         g = cp.Variable((steps, gen.size), nonneg=True, name="generation")
@@ -384,6 +412,11 @@ def episode_optimum(
             dev <= band,
             dev >= -band,
         ]
+        if valued:  # eq. (10), heat pumps
+            h_short = cp.Variable(hp.size, nonneg=True, name="terminal_hp_deficit")
+            h_long = cp.Variable(hp.size, nonneg=True, name="terminal_hp_surplus")
+            cons.append(dev[steps - 1] == h_long - h_short)
+            objective = objective - (retail[-1] / m) * cp.sum(h_short) + (feed_in[-1] / m) * cp.sum(h_long)
         community = community - cp.sum(h, axis=1)
         parts.append(_Part(-h, hp, box(hp, -sc.hp_max_kw[hp] / q), box(hp, 0.0)))
     e = None
@@ -421,7 +454,7 @@ def episode_optimum(
         flexible = [*parts, *([gen_part] if gen_part is not None else [])]
         if not flexible:  # nothing can move the flows: feasible or not as they stand
             if np.abs(line_rows[1]).max() > 1.0 + 1e-9:
-                return _infeasible(sc, steps, soc0, reference, start, line_limits)
+                return _infeasible(sc, steps, soc0, reference, start, line_limits, terminal_value)
         else:
             cons += _line_constraints(*line_rows, flexible)
     problem = cp.Problem(cp.Maximize(objective), cons)
@@ -433,7 +466,7 @@ def episode_optimum(
     except cp.error.SolverError as exc:
         raise OptimError(f"episode_optimum: solver {name} failed: {exc}") from exc
     if problem.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE, _INFEASIBLE_OR_UNBOUNDED):
-        return _infeasible(sc, steps, soc0, reference, start, line_limits)
+        return _infeasible(sc, steps, soc0, reference, start, line_limits, terminal_value)
     if problem.status != cp.OPTIMAL:
         raise OptimError(
             f"episode_optimum: solver {name} did not reach an optimum (status {problem.status!r}; expected "
@@ -474,6 +507,12 @@ def episode_optimum(
     cost = (0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh).sum(axis=1)
     utility = (sc.flex_util_b * flex_kwh - 0.5 * sc.flex_util_a * flex_kwh**2).sum(axis=1)
     per_step = feed_in * export_kwh - retail * import_kwh - cost + utility - wear_cost
+    if valued:  # eq. (10) in the last step, by the environment's own rule
+        hp_dev_kwh = ((hp_kw - hp_ref) * dt).sum(axis=0)
+        hp_dev_kwh[np.setdiff1d(np.arange(n), hp)] = 0.0
+        per_step[-1] -= float(
+            terminal_cost(soc0, soc_kwh[-1], eta, hp_dev_kwh, retail[-1], feed_in[-1]).sum()
+        )
     return EpisodeOptimum(
         welfare=float(per_step.sum()),
         welfare_per_step=per_step,
@@ -490,6 +529,7 @@ def episode_optimum(
         hp_kw=hp_kw,
         pv_used_kw=pv_used_kw,
         flex_kwh=flex_kwh,
+        terminal_value=terminal_value,
     )
 
 
@@ -725,7 +765,13 @@ def _export_bound(a_s: np.ndarray, parts: list[_Part]) -> Any:
 
 
 def _infeasible(
-    sc: Any, steps: int, soc0: np.ndarray, reference: float, start: float, line_limits: bool
+    sc: Any,
+    steps: int,
+    soc0: np.ndarray,
+    reference: float,
+    start: float,
+    line_limits: bool,
+    terminal_value: str,
 ) -> EpisodeOptimum:
     n = sc.n_agents
     nan_kn = np.full((steps, n), np.nan)
@@ -745,4 +791,5 @@ def _infeasible(
         hp_kw=nan_kn.copy(),
         pv_used_kw=nan_kn.copy(),
         flex_kwh=nan_kn.copy(),
+        terminal_value=terminal_value,
     )

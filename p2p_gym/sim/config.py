@@ -41,6 +41,8 @@ REWARDS: tuple[str, ...] = ("money", "savings")
 DISPATCHES: tuple[str, ...] = ("fixed", "committed")
 #: Welfare optima the simulation can report efficiency against (``compute_optimum``).
 OPTIMA: tuple[str, ...] = ("none", "step", "episode")
+#: How the stored energy left at the end of an episode counts (``terminal_value``).
+TERMINAL_VALUES: tuple[str, ...] = ("free", "valued")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, lo: float | None = None,
@@ -132,6 +134,13 @@ class MarketConfig:
     book_stats: bool = _opt(False, "add last step's public book statistics to the observation")
     start_day: int | None = _opt(None, "first day of every episode (default: a seeded random day)", lo=0)
     initial_soc: float = _opt(0.5, "initial battery state of charge (fraction)", lo=0.0, hi=1.0)
+    terminal_value: str = _opt(
+        "free",
+        "stored energy at the episode's end: free (not valued: emptying batteries and deferring heat at the end "
+        "pays); valued (the change of each battery's charge and heat-pump deviation since the start is settled at "
+        "the last step's retail (deficit) / feed-in (surplus) price, in the last reward and in the episode optimum)",
+        TERMINAL_VALUES,
+    )
     dispatch: str = _opt(
         "fixed",
         "fixed: positions and battery set-points are fixed before clearing (trades move money); committed: orders "

@@ -66,6 +66,11 @@ class SimStatic:
         return tuple(self.scenario.agent_ids)
 
     @property
+    def initial_soc_kwh(self) -> np.ndarray:
+        """float[N]: each battery's state of charge at the start of an episode (kWh; 0 without battery)."""
+        return np.where(self.has_battery, self.config.initial_soc * self.scenario.battery_kwh, 0.0)
+
+    @property
     def clearing_preference(self) -> np.ndarray | None:
         """β the bilateral matching subtracts from each pair's surplus: the preference plus, with
         ``grid_policy="fee"``, the pair's network fee (so the fee enters the clearing objective, Le Goff Latimier

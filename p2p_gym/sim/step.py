@@ -77,7 +77,10 @@ class Outcome:
     production_cost: np.ndarray  # float[B, N]
     private_cost: (
         np.ndarray
-    )  # float[B, N] battery degradation − flexible-demand utility (dispatch="committed")
+    )  # float[B, N] battery degradation − flexible-demand utility (dispatch="committed") + terminal_cost
+    terminal_cost: (
+        np.ndarray
+    )  # float[B, N] value of the stores' change at the episode's end (terminal_value="valued")
     devices: Any  # p2p_gym.sim.assets.Dispatch of the devices (dispatch="committed"), else None
     at_risk_lines: (
         np.ndarray
@@ -152,13 +155,15 @@ def initial_state(static: Any, days: Any) -> SimState:
     sc, cfg = static.scenario, static.config
     t0 = np.asarray(days, dtype=np.int64).reshape(-1) * sc.steps_per_day
     b = len(t0)
-    soc = np.where(static.has_battery, cfg.initial_soc * sc.battery_kwh, 0.0)
+    soc = static.initial_soc_kwh
     per_step = np.zeros((b, 0))
     total = reference = np.full(b, np.nan)
     if cfg.compute_optimum == "episode":
         from p2p_gym.optim.episode import episode_optimum
 
-        opts = [episode_optimum(sc, int(t), cfg.episode_steps, soc) for t in t0]
+        opts = [
+            episode_optimum(sc, int(t), cfg.episode_steps, soc, terminal_value=cfg.terminal_value) for t in t0
+        ]
         per_step = np.stack([o.welfare_per_step for o in opts])
         total = np.array([o.welfare for o in opts])
         reference = np.array([o.reference_welfare for o in opts])
@@ -298,6 +303,17 @@ def step(
     elif static.is_gen.any():
         gen_kwh = np.where(static.is_gen, np.maximum(net_kwh + sc.load_kw[t] * dt, 0.0), 0.0)
         production = 0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh
+    ended = state.step + 1 >= cfg.episode_steps
+    terminal = np.zeros((b, n))
+    if (
+        cfg.terminal_value == "valued" and ended.any()
+    ):  # the stores' change over the episode, at the last prices
+        terminal = np.where(
+            ended[:, None],
+            market.terminal_cost(static.initial_soc_kwh, soc, sc.battery_efficiency, hp_dev, r, f),
+            0.0,
+        )
+        private = private + terminal
     # welfare, optimum, rewards. Welfare = −(net payment to the grid) − production cost; fees are transfers.
     grid_balance = st.grid_import_cost.sum(axis=1) - st.grid_export_revenue.sum(axis=1)
     welfare = -grid_balance - production.sum(axis=1) - private.sum(axis=1)
@@ -317,7 +333,6 @@ def step(
     else:
         optimum = efficiency = np.full(b, np.nan)
     welfare_sum = state.welfare_sum + welfare
-    ended = state.step + 1 >= cfg.episode_steps
     episode_efficiency = np.full(b, np.nan)
     if (
         cfg.compute_optimum == "episode" and ended.any()
@@ -365,6 +380,7 @@ def step(
         grid_only_bills=grid_only,
         production_cost=production,
         private_cost=private,
+        terminal_cost=terminal,
         devices=disp,
         at_risk_lines=at_risk,
         forbidden_pairs=forbidden,

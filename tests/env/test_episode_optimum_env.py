@@ -42,10 +42,13 @@ def _play(env, battery_setpoint):  # type: ignore[no-untyped-def]
     return last
 
 
-def test_replaying_the_optimal_schedule_reaches_efficiency_one_and_idle_batteries_do_not() -> None:
-    env = p2p_gym.parallel_env(config=MarketConfig(**KW, compute_optimum="episode"))
+@pytest.mark.parametrize("terminal", ["free", "valued"])
+def test_replaying_the_optimal_schedule_reaches_efficiency_one_and_idle_batteries_do_not(
+    terminal: str,
+) -> None:
+    env = p2p_gym.parallel_env(config=MarketConfig(**KW, compute_optimum="episode", terminal_value=terminal))
     sc = env.scenario
-    opt = episode_optimum(sc, 172 * sc.steps_per_day, 96, 0.5)
+    opt = episode_optimum(sc, 172 * sc.steps_per_day, 96, 0.5, terminal_value=terminal)
     assert (sc.battery_kwh > 0).any()
     scale = np.where(sc.battery_kw > 0, sc.battery_kw, 1.0)
     replay = _play(env, lambda k: np.clip(opt.battery_kw[k] / scale, -1.0, 1.0))
@@ -89,7 +92,8 @@ def test_batched_env_reports_the_same_episode_efficiency() -> None:
         assert (ref is None and np.isnan(got)) or got == pytest.approx(ref, rel=1e-9)
 
 
-def test_replaying_the_optimum_with_evs_heat_pumps_and_flexible_demand_reaches_one() -> None:
+@pytest.mark.parametrize("terminal", ["free", "valued"])
+def test_replaying_the_optimum_with_evs_heat_pumps_and_flexible_demand_reaches_one(terminal: str) -> None:
     """Committed dispatch on tiny with an EV (prosumer_0), the battery (prosumer_1), a heat pump (prosumer_2) and
     flexible demand (prosumer_3) — one device each, so the merit order cannot split a delta differently from the
     optimum: planning each agent's net injection at the optimum's schedule (executed whatever clears, truthful
@@ -104,9 +108,10 @@ def test_replaying_the_optimum_with_evs_heat_pumps_and_flexible_demand_reaches_o
     )  # fmt: skip
     day = 1
     env = p2p_gym.parallel_env(sc, mechanism="uniform", grid="none", dispatch="committed",
-                               compute_optimum="episode", episode_steps=96, start_day=day)  # fmt: skip
+                               compute_optimum="episode", episode_steps=96, start_day=day,
+                               terminal_value=terminal)  # fmt: skip
     t0 = day * sc.steps_per_day
-    opt = episode_optimum(sc, t0, 96, 0.5)
+    opt = episode_optimum(sc, t0, 96, 0.5, terminal_value=terminal)
     dt = sc.dt_hours
     w = slice(t0, t0 + 96)
     x_opt = (opt.pv_used_kw - sc.load_kw[w] - opt.hp_kw - opt.ev_kw - opt.flex_kwh / dt + opt.battery_kw
@@ -130,8 +135,22 @@ def test_replaying_the_optimum_with_evs_heat_pumps_and_flexible_demand_reaches_o
             return a
 
     eps = play(env, {a: Planned(i) for i, a in enumerate(agents)}, np.random.default_rng(0), seed=0,
-               on_step=lambda e, i, r: i[e.possible_agents[0]]["market"])  # fmt: skip
-    last = eps[0].records[-1]
+               on_step=lambda e, i, r: (i[e.possible_agents[0]]["market"], [i[a]["terminal_cost"] for a in agents]))  # fmt: skip
+    last, terminal_cost = eps[0].records[-1]
+    assert all(not any(c) for _, c in eps[0].records[:-1])  # valued only at the episode's last step
+    if terminal == "valued":  # the battery's and the heat pump's change over the day, priced by hand
+        r, f, eta = sc.retail_price[t0 + 95], sc.feed_in_price[t0 + 95], sc.battery_efficiency
+        d_soc = opt.soc_kwh[-1, 1] - opt.soc_kwh[0, 1]
+        d_hp = float((opt.hp_kw[:, 2] - sc.hp_kw[w, 2]).sum() * dt)
+        expect = [
+            0.0,
+            -d_soc * r / eta if d_soc < 0 else -d_soc * eta * f,
+            -d_hp * r if d_hp < 0 else -d_hp * f,
+            0.0,
+        ]
+        np.testing.assert_allclose(terminal_cost, expect, atol=1e-6)
+    else:
+        assert not any(terminal_cost)
     assert last["episode_welfare_optimum"] == pytest.approx(opt.welfare, rel=1e-9)
     assert last["episode_efficiency"] == pytest.approx(1.0, abs=1e-4)
     assert opt.ev_kw[:, 0].sum() * dt == pytest.approx(

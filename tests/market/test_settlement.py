@@ -85,3 +85,23 @@ def test_imbalance_cost_dual_price_hand_values() -> None:
         imbalance_cost([1.0, float("nan")], 0.3, 0.08)
     with pytest.raises(ValueError, match="retail_price"):
         imbalance_cost(1.0, "high", 0.08)
+
+
+def test_terminal_cost_hand_values() -> None:
+    """η = 0.9, retail 0.30, feed-in 0.08. A battery that ends 2 kWh below its start owes 2/0.9 kWh at its terminals:
+    2/0.9 · 0.30 = 0.6667; one that ends 2 kWh above has 2 · 0.9 = 1.8 kWh to sell: −1.8 · 0.08 = −0.144. A heat
+    pump 1 kWh behind its reference owes 1 kWh at retail (0.30); 1 kWh ahead is worth feed-in (−0.08). No change,
+    no cost."""
+    from p2p_gym.market import terminal_cost
+
+    got = terminal_cost(
+        [5.0, 5.0, 5.0, 5.0, 5.0], [3.0, 7.0, 5.0, 5.0, 3.0], 0.9, [0.0, 0.0, -1.0, 1.0, 1.0], 0.30, 0.08
+    )
+    np.testing.assert_allclose(got, [2 / 0.9 * 0.30, -1.8 * 0.08, 0.30, -0.08, 2 / 0.9 * 0.30 - 0.08])
+    assert terminal_cost(2.0, 2.0, 0.95, 0.0, 0.3, 0.08) == 0.0
+    # ending emptier never pays: the deficit costs more than any discharge could have earned at these prices
+    assert terminal_cost(5.0, 4.0, 0.9, 0.0, 0.30, 0.08) > 0.9 * 0.30
+    with pytest.raises(ValueError, match="efficiency"):
+        terminal_cost(1.0, 1.0, 1.5, 0.0, 0.3, 0.08)
+    with pytest.raises(ValueError, match="retail_price"):
+        terminal_cost(1.0, 1.0, 0.9, 0.0, float("nan"), 0.08)

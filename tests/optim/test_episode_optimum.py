@@ -257,8 +257,10 @@ def test_clarabel_agrees_with_highs() -> None:
 
 
 # ------------------------------------------------------------------------------------ 4. dynamic programming
-def _dp_welfare(sc: Scenario, soc0: float, grid_points: int) -> tuple[float, float]:
-    """Backward DP over a state-of-charge grid of agent 0's battery; returns (welfare, grid spacing kWh)."""
+def _dp_welfare(sc: Scenario, soc0: float, grid_points: int, valued: bool = False) -> tuple[float, float]:
+    """Backward DP over a state-of-charge grid of agent 0's battery; returns (welfare, grid spacing kWh). With
+    ``valued`` the value after the last step is minus the terminal cost: a deficit bought back at the last retail
+    price at the battery's terminals (÷ η), a surplus sold at the last feed-in (× η), written out here."""
     cap, p_max, eta, dt = (
         float(sc.battery_kwh[0]),
         float(sc.battery_kw[0]),
@@ -270,6 +272,9 @@ def _dp_welfare(sc: Scenario, soc0: float, grid_points: int) -> tuple[float, flo
     power = np.where(delta > 0, -delta / (eta * dt), -delta * eta / dt)  # kW, positive = discharge
     ok = np.abs(power) <= p_max + 1e-12
     value = np.zeros(grid_points)
+    if valued:
+        change = grid - soc0
+        value = np.where(change < 0, change / eta * sc.retail_price[-1], change * eta * sc.feed_in_price[-1])
     for t in reversed(range(sc.n_steps)):
         net = (float((sc.pv_kw[t] - sc.load_kw[t]).sum()) + power) * dt
         stage = sc.feed_in_price[t] * np.maximum(net, 0) - sc.retail_price[t] * np.maximum(-net, 0)
@@ -299,6 +304,44 @@ def test_matches_dynamic_programming_on_a_soc_grid(seed: int) -> None:
     # states by ≤ h, changing two steps' grid energy by ≤ h/η each.
     assert dp <= opt.welfare + 1e-9
     assert opt.welfare - dp <= 2 * k * sc.retail_price.max() * h / 0.92
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_terminal_value_matches_dynamic_programming(seed: int) -> None:
+    """``terminal_value="valued"``: the DP closes the horizon with the terminal value written out by hand; the
+    optimum's welfare (its last step carrying the value) matches it within the grid error, never exceeds the free
+    optimum, and ending emptier than the start no longer pays at flat prices."""
+    rng = np.random.default_rng(200 + seed)
+    k = 5
+    sc = _scenario(
+        load=np.column_stack([rng.uniform(0.5, 3.0, k), rng.uniform(0.0, 2.0, k)]),
+        pv=np.column_stack([np.zeros(k), rng.uniform(0.0, 5.0, k)]),
+        retail=rng.uniform(0.1, 0.5, k),
+        feed_in=rng.uniform(0.0, 0.1, k),
+        battery_kwh=[4.0, 0.0],
+        battery_kw=[2.0, 0.0],
+        efficiency=0.92,
+        step_minutes=60,
+    )
+    opt = episode_optimum(sc, 0, k, initial_soc_kwh=0.5, terminal_value="valued")
+    free = episode_optimum(sc, 0, k, initial_soc_kwh=0.5)
+    assert opt.terminal_value == "valued" and free.terminal_value == "free"
+    dp, h = _dp_welfare(sc, 2.0, 1601, valued=True)
+    assert dp <= opt.welfare + 1e-9
+    assert opt.welfare - dp <= 2 * (k + 1) * sc.retail_price.max() * h / 0.92
+    assert opt.welfare <= free.welfare + 1e-9
+    assert opt.welfare_per_step.sum() == pytest.approx(opt.welfare, abs=1e-12)
+    # flat prices, a load to cover: the free optimum empties the battery, the valued one keeps its charge
+    flat = sc.replace(retail_price=np.full(k, 0.3), feed_in_price=np.full(k, 0.05))
+    assert episode_optimum(flat, 0, k, 0.5).soc_kwh[-1, 0] == pytest.approx(0.0, abs=1e-7)
+    kept = episode_optimum(flat, 0, k, 0.5, terminal_value="valued")
+    assert kept.soc_kwh[-1, 0] == pytest.approx(2.0, abs=1e-7)
+
+
+def test_terminal_value_rejects_unknown_names() -> None:
+    sc = _scenario(load=np.ones((2, 1)), pv=np.zeros((2, 1)), retail=0.3, feed_in=0.05)
+    with pytest.raises(OptimError, match="terminal_value"):
+        episode_optimum(sc, 0, 2, terminal_value="neutral")
 
 
 # ------------------------------------------------------------------------------------ 5. line limits
@@ -528,6 +571,11 @@ def test_hand_worked_heat_pump_preheats() -> None:
     assert opt.welfare == pytest.approx(-0.825, abs=1e-8)
     assert opt.reference_welfare == pytest.approx(-1.25, abs=1e-12)
     np.testing.assert_allclose(opt.welfare_per_step, [-0.125, -0.4, 0.0, -0.3], atol=1e-8)
+    # Valued terminal deviation: D_4 < 0 is bought back at r_T = 0.3, cancelling its coefficient 0.3 D_4, and
+    # D_4 > 0 earns feed-in 0: the cost is 1.25 − 0.025 − 0.15 − 0.1 + max(0.3 D_4, 0) = 0.975 for D_4 ≤ 0.
+    valued = episode_optimum(sc, 0, 4, terminal_value="valued")
+    assert valued.welfare == pytest.approx(-0.975, abs=1e-8)
+    assert np.sum(valued.hp_kw[:, 0] - 1.0) <= 1e-7
 
 
 def test_pv_curtailment_relieves_an_export_limited_line() -> None:
