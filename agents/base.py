@@ -72,6 +72,19 @@ def price_from_action(a0: float, feed_in: float, retail: float) -> float:
     return float(feed_in + (np.clip(a0, -1.0, 1.0) + 1.0) * 0.5 * (retail - feed_in))
 
 
+def fee_adjusted(x: float, is_buy: bool, fee_per_kwh: float, feed_in: float, retail: float) -> float:
+    """Normalised price ``x`` (0 = feed-in, 1 = retail) with the expected network fee passed on: a trade pays
+    ``fee_per_kwh``, half by each side (:func:`p2p_gym.sim.stages.fees`), so a seller that nets its cost asks
+    ½·fee more and a buyer that nets its value bids ½·fee less — in normalised units ½·fee / (retail − feed-in).
+    With a fee above the spread a truthful pair no longer crosses, as trading would leave both worse off than the
+    grid. Clipped to [0, 1]."""
+    spread = retail - feed_in
+    if fee_per_kwh <= 0 or spread <= 1e-12:
+        return x
+    shift = 0.5 * fee_per_kwh / spread
+    return float(np.clip(x - shift if is_buy else x + shift, 0.0, 1.0))
+
+
 class BiddingRule:
     """Base of the bidding rules: subclasses choose a normalised price (and quantity) for one order.
 
@@ -91,6 +104,9 @@ class BiddingRule:
         # last quote: is_buy, x quoted, feed_in, retail, whether an order was placed (non-zero position)
         self._last: tuple[bool, float, float, float, bool] | None = None
         self.position = 0.0  # position (power-scale units, after the battery) of the order being quoted
+        #: expected network fee of a P2P trade (currency/kWh, both sides together; set by
+        #: :func:`agents.policy_from_name` from the env's fees when the clearing does not net them itself)
+        self.fee_per_kwh = 0.0
 
     def price_x(self, obs: np.ndarray, is_buy: bool, rng: np.random.Generator) -> float:
         """Normalised limit price in ``[0, 1]`` (0 = feed-in, 1 = retail). Subclasses override."""
@@ -114,10 +130,12 @@ class BiddingRule:
         """
         pos = feature(obs, "net") if position is None else float(position)
         self.position = pos  # read by rules that need the size of the order (BestResponse)
+        feed_in, retail = feature(obs, "feed_in_price"), feature(obs, "retail_price")
         x = float(np.clip(self.price_x(obs, is_buy, rng), 0.0, 1.0))
+        x = fee_adjusted(x, is_buy, self.fee_per_kwh, feed_in, retail)
         q = float(np.clip(self.quantity_fraction(obs, is_buy), 0.0, 1.0))
         placed = abs(pos) > 1e-6 and q > 0
-        self._last = (bool(is_buy), x, feature(obs, "feed_in_price"), feature(obs, "retail_price"), placed)
+        self._last = (bool(is_buy), x, feed_in, retail, placed)
         return action_from_price(x), 2.0 * q - 1.0
 
     def act(self, observation: np.ndarray, rng: np.random.Generator) -> np.ndarray:

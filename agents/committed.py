@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from agents.base import action_from_price, fee_adjusted
+
 
 class Committed:
     """Wraps a fixed-position policy for ``dispatch="committed"`` (module docstring).
@@ -80,10 +82,13 @@ class OfferFlexibility:
         hours: the solar window [start, end) in hours of the day.
     """
 
-    def __init__(self, n_actions: int, obs_index: dict[str, int], hours: tuple[float, float] = (10.0, 16.0)) -> None:
+    def __init__(
+        self, n_actions: int, obs_index: dict[str, int], hours: tuple[float, float] = (10.0, 16.0)
+    ) -> None:
         self.n_actions = n_actions
         self.index = obs_index
         self.hours = hours
+        self.fee_per_kwh = 0.0  # expected network fee (see agents.base.fee_adjusted)
 
     def act(self, observation: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The action for one observation (``rng`` unused)."""
@@ -102,7 +107,11 @@ class OfferFlexibility:
             x = n0 if solar else hi
         a = np.zeros(self.n_actions, dtype=np.float32)
         a[3:] = 1.0
-        a[0] = 1.0 if x < 0 else -1.0  # buyers bid retail, sellers ask feed-in
+        # buyers bid retail, sellers ask feed-in (each net of half the expected network fee)
+        feed_in, retail = float(observation[i["feed_in_price"]]), float(observation[i["retail_price"]])
+        a[0] = action_from_price(
+            fee_adjusted(1.0 if x < 0 else 0.0, x < 0, self.fee_per_kwh, feed_in, retail)
+        )
         a[1] = 2.0 * (x - lo) / (hi - lo) - 1.0 if hi - lo > 1e-12 else 0.0
         a[2] = -1.0  # market parts move only for what clears
         return a

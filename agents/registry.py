@@ -136,6 +136,8 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
     rule, param = _split(parts[0])
     battery = rule == "battery"
     policy = _rule("truthful" if battery else rule, param, env, agent_id, n_act, kw)
+    if hasattr(policy, "fee_per_kwh"):
+        policy.fee_per_kwh = expected_fee(env, agent_id)
     selectors: list[PeerSelector] = []
     for part in parts[1:]:
         mod, _ = _split(part)
@@ -157,6 +159,20 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
 
         policy = Committed.for_agent(policy, env, agent_id)
     return policy
+
+
+def expected_fee(env: Any, agent_id: str) -> float:
+    """The network fee (currency/kWh, both sides together) a rule-based agent expects on a P2P trade: the mean of
+    its row of the env's fee matrix over the other agents (``grid_policy="fee"``: distance-based, uniform or zonal,
+    Le Goff Latimier & Ben Ahmed 2023, eq. 12), the expected fee when any peer may be its counterparty. 0 without
+    fees, and for bilateral matching, whose clearing already subtracts each pair's fee from the pair's surplus (a
+    quote that also included it would count the fee twice); community rules take no quotes."""
+    static = getattr(env, "static", None)
+    fee = getattr(static, "fee_matrix", None)
+    if fee is None or static.config.mechanism == "bilateral" or len(env.possible_agents) < 2:
+        return 0.0
+    i = env.possible_agents.index(agent_id)
+    return float(np.delete(fee[i], i).mean())
 
 
 def make_policies(spec: str | Mapping[str, Any], env: Any, **kw: Any) -> dict[str, Any]:

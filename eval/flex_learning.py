@@ -1,16 +1,22 @@
-"""Does planning flexibility pay? A learned battery owner against the rule-based ones, under committed dispatch.
+"""Does planning flexibility pay? Learned prosumers against the rule-based ones, under committed dispatch.
 
-``python -m eval.flex_learning`` trains PPO (stable-baselines3) for one battery owner of ``default`` (20 households,
-6 home batteries; time-of-use retail 0.30 / 0.38 / 0.46 EUR/kWh, feed-in 0.081) with committed dispatch and a
-uniform-price P2P market, the other agents playing the myopic truthful rule; then, on held-out days, it plays the
-learner's slot with the learned policy and with each rule — ``truthful`` (myopic: no device moves), ``zi-c``,
-``battery`` (the charge-on-surplus / discharge-on-deficit heuristic) and ``flex`` (store neighbours' midday PV,
-self-supply otherwise) — and reports the slot's profit per day and the community's efficiency against the optimum
-of each episode (``compute_optimum="episode"``: perfect foresight, every battery dispatched optimally).
+``python -m eval.flex_learning`` runs one of two tasks, both with committed dispatch, a uniform-price P2P market,
+the stores' terminal state valued (``terminal_value="valued"``: emptying a battery or deferring heat on the last
+steps is bought back at retail, so it does not pay) and a train/test split of the days (``day_split``: PPO trains
+on four days in five, every policy is evaluated on the same held-out fifth days):
 
-With fixed positions the best a bidder could do was to offer its whole position truthfully (efficiency 1 against
-the per-step optimum). Here a battery's value depends on *when* it charges and discharges, which no myopic rule
-plans, so the question is whether a learned policy finds more of it.
+* ``--task battery-owner``: PPO (stable-baselines3, ``single`` setting) learns to play one battery owner of
+  ``default`` (20 households, 6 home batteries; time-of-use retail 0.30 / 0.38 / 0.46 EUR/kWh, feed-in 0.081), the
+  others playing the myopic truthful rule; the learner's slot is then played by the learned policy and by each rule.
+* ``--task community``: one PPO policy shared by every prosumer of ``flex`` (118 households of the SimBench
+  ``1-LV-rural3--2-sw`` grid: 17 EVs, 18 heat pumps, 16 PV-battery systems), against the community playing each
+  rule. The rules: ``truthful`` (myopic: no device moves), ``zi-c``, ``battery`` (charge on surplus, discharge on
+  deficit) and ``flex`` (store neighbours' midday PV, self-supply otherwise).
+
+Reported: the profit of the slot (battery-owner) or the mean profit per prosumer (community) per day, and the
+community's efficiency against the optimum of each episode (``compute_optimum="episode"``: perfect foresight, every
+device dispatched optimally, the same terminal valuation). With fixed positions the best a bidder could do was to
+offer its whole position truthfully; here a device's value depends on *when* it moves, which no myopic rule plans.
 """
 
 from __future__ import annotations
@@ -23,57 +29,70 @@ from typing import Any
 
 import numpy as np
 
-#: Rules played in the learner's slot for comparison.
+#: Rules played for comparison (in the learner's slot, or by the whole community).
 RULES: tuple[str, ...] = ("truthful", "zi-c", "battery", "flex")
+TASKS: tuple[str, ...] = ("battery-owner", "community")
+#: PPO settings of the community task: one 96-step episode per rollout and sub-env (118 agents × 4 copies), so a
+#: rollout is 45,312 samples; minibatches of 1/16 of it; a discount whose horizon reaches the day's end.
+COMMUNITY_HYPERPARAMS: dict[str, Any] = {"n_steps": 96, "batch_size": 2832, "n_epochs": 5, "gamma": 0.995}
 
 
-def task(episode_optimum: bool = False) -> Any:
-    """The market of the study."""
+def task(name: str = "battery-owner", episode_optimum: bool = False, split: str = "train") -> Any:
+    """The market of task ``name`` on the ``split`` days."""
     from p2p_gym.sim import MarketConfig
 
     return MarketConfig(
-        scenario="default", mechanism="uniform", grid="none", dispatch="committed", episode_steps=96,
-        compute_optimum="episode" if episode_optimum else "none",
+        scenario="default" if name == "battery-owner" else "flex", mechanism="uniform", grid="none",
+        dispatch="committed", episode_steps=96, compute_optimum="episode" if episode_optimum else "none",
+        terminal_value="valued", day_split=split,
     )  # fmt: skip
 
 
 def learner_slot() -> str:
-    """The first agent of ``default`` that owns a battery."""
+    """The first agent of ``default`` that owns a battery (the battery-owner task's learner)."""
     from p2p_gym.scenarios import load_scenario
 
     sc = load_scenario("default")
     return sc.agent_ids[int(np.flatnonzero(sc.battery_kwh > 0)[0])]
 
 
-def train_seed(seed: int, timesteps: int, out: Path) -> Path:
-    """Train one PPO learner in the learner's slot; returns the run directory."""
+def train_seed(name: str, seed: int, timesteps: int, out: Path) -> Path:
+    """Train PPO for task ``name`` on the train days; returns the run directory."""
     from training.config import TrainArgs
     from training.sb3 import train
 
-    args = TrainArgs(
-        algo="ppo", setting="single", market=task(), agent=learner_slot(), others="truthful", timesteps=timesteps,
-        seed=seed, normalize_obs=True, eval_freq=0, eval_episodes=3, eval_baselines=["truthful"],
-        checkpoint_freq=0, progress=False, out=str(out / f"ppo-flex-s{seed}"),
-    )  # fmt: skip
+    common = {"algo": "ppo", "market": task(name), "timesteps": timesteps, "seed": seed, "normalize_obs": True,
+              "eval_freq": 0, "eval_episodes": 1, "eval_baselines": ["truthful"], "checkpoint_freq": 0,
+              "progress": False, "out": str(out / f"ppo-{name}-s{seed}")}  # fmt: skip
+    if name == "battery-owner":
+        args = TrainArgs(setting="single", agent=learner_slot(), others="truthful", **common)
+    else:
+        args = TrainArgs(setting="shared", n_envs=4, hyperparams=dict(COMMUNITY_HYPERPARAMS), **common)
     return train(args)
 
 
-def evaluate_slot(slot_policy: Any, episodes: int, seed: int) -> dict[str, float]:
-    """Play ``episodes`` held-out days with ``slot_policy`` (a rule name or a policy object) in the learner's slot,
-    the others truthful; mean profit per day of the slot and mean episode efficiency of the community."""
+def evaluate(name: str, policy: Any, episodes: int, seed: int) -> dict[str, float]:
+    """Play ``episodes`` held-out days. ``policy`` is a rule name or a policy object: in the battery-owner task it
+    plays the learner's slot (the others truthful), in the community task every agent (a dict of per-agent policies
+    is used as given). Returns the mean and sd over days of the profit (the slot's, or the mean per prosumer) and
+    the community's mean episode efficiency."""
     from agents import make_policies
     from p2p_gym.envs import parallel_env
     from p2p_gym.rollout import play
 
-    env = parallel_env(config=task(episode_optimum=True))
-    slot = learner_slot()
-    policies = make_policies({slot: slot_policy} if isinstance(slot_policy, str) else "truthful", env)
-    if not isinstance(slot_policy, str):
-        policies[slot] = slot_policy
-    i = env.possible_agents.index(slot)
+    env = parallel_env(config=task(name, episode_optimum=True, split="test"))
+    if name == "battery-owner":
+        slot = learner_slot()
+        cols = [env.possible_agents.index(slot)]
+        policies = make_policies({slot: policy} if isinstance(policy, str) else "truthful", env)
+        if not isinstance(policy, str):
+            policies[slot] = policy
+    else:
+        cols = list(range(len(env.possible_agents)))
+        policies = make_policies(policy, env) if isinstance(policy, str) else policy
     eps = play(env, policies, np.random.default_rng(seed), episodes=episodes, seed=seed,
                on_step=lambda e, inf, r: inf[e.possible_agents[0]]["market"]["episode_efficiency"])  # fmt: skip
-    profit = [float(ep.rewards[:, i].sum()) for ep in eps]
+    profit = [float(ep.rewards[:, cols].sum(axis=0).mean()) for ep in eps]
     eff = [float(ep.records[-1]) for ep in eps if ep.records[-1] is not None]
     return {
         "profit": float(np.mean(profit)),
@@ -82,40 +101,55 @@ def evaluate_slot(slot_policy: Any, episodes: int, seed: int) -> dict[str, float
     }
 
 
-def study(seeds: list[int], timesteps: int, episodes: int, out: Path) -> dict[str, Any]:
+def study(
+    seeds: list[int], timesteps: int, episodes: int, out: Path, name: str = "battery-owner"
+) -> dict[str, Any]:
     """Train, then evaluate every rule and every learned seed on the same held-out days."""
     from training.evaluate import load_run
 
     eval_seed = 3_000_000
     t0 = time.perf_counter()
-    rows = {name: evaluate_slot(name, episodes, eval_seed) for name in RULES}
+    rows = {rule: evaluate(name, rule, episodes, eval_seed) for rule in RULES}
     learned = {}
     for seed in seeds:
-        run = train_seed(seed, timesteps, out)
+        run = train_seed(name, seed, timesteps, out)
         _, policies = load_run(run)
-        learned[seed] = evaluate_slot(policies[learner_slot()], episodes, eval_seed)
+        learned[seed] = evaluate(
+            name, policies[learner_slot()] if name == "battery-owner" else policies, episodes, eval_seed
+        )
     return {"rules": rows, "learned": learned, "wall_s": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m eval.flex_learning``: print the table."""
     p = argparse.ArgumentParser(prog="python -m eval.flex_learning", description=__doc__.split("\n")[0])
+    p.add_argument("--task", choices=TASKS, default="battery-owner")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--timesteps", type=int, default=50_000, help="PPO budget per seed (env steps)")
+    p.add_argument(
+        "--timesteps", type=int, default=None,
+        help="PPO budget per seed in agent-steps (default 50,000 battery-owner, 1,500,000 community)",
+    )  # fmt: skip
     p.add_argument("--episodes", type=int, default=10, help="held-out days per evaluation")
     p.add_argument("--out", type=Path, default=Path("runs/flex_learning"))
     a = p.parse_args(argv)
-    res = study(a.seeds, a.timesteps, a.episodes, a.out)
-    print(
-        f"\nlearner slot {learner_slot()} of default, committed dispatch, uniform price, others truthful; "
-        f"{a.episodes} held-out days; PPO {a.timesteps} steps × {len(a.seeds)} seeds; {res['wall_s']:.0f} s"
+    steps = a.timesteps or (50_000 if a.task == "battery-owner" else 1_500_000)
+    res = study(a.seeds, steps, a.episodes, a.out, a.task)
+    who = (
+        f"learner slot {learner_slot()} of default, others truthful"
+        if a.task == "battery-owner"
+        else "one shared policy for the 118 prosumers of flex"
     )
-    print(f"{'policy in the slot':<22}{'profit/day (EUR)':>18}{'sd':>8}{'community efficiency':>22}")
-    for name, r in res["rules"].items():
-        print(f"{name:<22}{r['profit']:>18.4f}{r['profit_sd']:>8.4f}{r['efficiency']:>22.3f}")
+    print(
+        f"\n{a.task}: {who}; committed dispatch, uniform price, terminal state valued; {a.episodes} held-out test "
+        f"days; PPO {steps} steps × {len(a.seeds)} seeds; {res['wall_s']:.0f} s"
+    )
+    label = "profit/day (EUR)" if a.task == "battery-owner" else "profit/prosumer/day"
+    print(f"{'policy':<22}{label:>22}{'sd':>8}{'community efficiency':>22}")
+    for rule, r in res["rules"].items():
+        print(f"{rule:<22}{r['profit']:>22.4f}{r['profit_sd']:>8.4f}{r['efficiency']:>22.3f}")
     for seed, r in res["learned"].items():
         print(
-            f"{'PPO seed ' + str(seed):<22}{r['profit']:>18.4f}{r['profit_sd']:>8.4f}{r['efficiency']:>22.3f}"
+            f"{'PPO seed ' + str(seed):<22}{r['profit']:>22.4f}{r['profit_sd']:>8.4f}{r['efficiency']:>22.3f}"
         )
     best_rule = max(r["profit"] for r in res["rules"].values())
     wins = sum(r["profit"] > best_rule for r in res["learned"].values())

@@ -252,10 +252,12 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
 
 
 def start_day(static: Any, day: Any, rng: np.random.Generator) -> int:
-    """The start day of an episode: ``day`` if given (checked against the scenario), else a draw of ``rng``."""
+    """The start day of an episode: ``day`` if given (checked against the scenario), else a draw of ``rng`` among
+    the days of ``config.day_split``."""
     n_days = static.n_start_days
     if day is None:
-        return int(rng.integers(n_days))
+        days = static.start_days
+        return int(days[rng.integers(len(days))])
     if isinstance(day, (bool, np.bool_)) or not isinstance(day, (int, np.integer)) or not 0 <= day < n_days:
         raise EnvConfigError(f"start_day: must be an integer in [0, {n_days - 1}], got {day!r}")
     return int(day)

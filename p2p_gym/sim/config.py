@@ -41,6 +41,10 @@ REWARDS: tuple[str, ...] = ("money", "savings")
 DISPATCHES: tuple[str, ...] = ("fixed", "committed")
 #: Welfare optima the simulation can report efficiency against (``compute_optimum``).
 OPTIMA: tuple[str, ...] = ("none", "step", "episode")
+#: Which days episodes start on when no ``start_day`` is set (``day_split``).
+DAY_SPLITS: tuple[str, ...] = ("all", "train", "test")
+#: ``day_split``: every HOLDOUT_EVERY-th start day (days HOLDOUT_EVERY − 1, 2·HOLDOUT_EVERY − 1, …) is a test day.
+HOLDOUT_EVERY = 5
 #: How the stored energy left at the end of an episode counts (``terminal_value``).
 TERMINAL_VALUES: tuple[str, ...] = ("free", "valued")
 
@@ -133,6 +137,12 @@ class MarketConfig:
     forecast_steps: int = _opt(0, "steps of own load/PV forecasts in the observation", lo=0, hi=96 * 7)
     book_stats: bool = _opt(False, "add last step's public book statistics to the observation")
     start_day: int | None = _opt(None, "first day of every episode (default: a seeded random day)", lo=0)
+    day_split: str = _opt(
+        "all",
+        "days random episodes start on: all; test (every fifth day: 4, 9, 14, …, held out for evaluation); train "
+        "(the other days). An explicit start_day overrides it",
+        DAY_SPLITS,
+    )
     initial_soc: float = _opt(0.5, "initial battery state of charge (fraction)", lo=0.0, hi=1.0)
     terminal_value: str = _opt(
         "free",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from p2p_gym.errors import EnvConfigError
-from p2p_gym.sim.config import MarketConfig
+from p2p_gym.sim.config import HOLDOUT_EVERY, MarketConfig
 from p2p_gym.sim.stages import COMMITTED_FEATURES, OBS_FEATURES
 
 __all__ = ["SimStatic", "build"]
@@ -58,6 +58,8 @@ class SimStatic:
     n_obs: int
     n_start_days: int
     """Number of days an episode can start on."""
+    start_days: np.ndarray
+    """int[D]: the days a random episode starts on (``config.day_split`` of ``range(n_start_days)``)."""
     ev: Any = None
     """:class:`~p2p_gym.sim.assets.EvTable` of the scenario's EV sessions (``dispatch="committed"``), else None."""
 
@@ -193,8 +195,24 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         n_actions=n_actions,
         n_obs=n_obs,
         n_start_days=n_days,
+        start_days=_start_days(config, n_days),
         ev=None if not committed else _ev_table(sc),
     )
+
+
+def _start_days(config: MarketConfig, n_days: int) -> np.ndarray:
+    """The days of ``config.day_split``: every HOLDOUT_EVERY-th day is a test day, the others train days."""
+    days = np.arange(n_days, dtype=np.int64)
+    test = days % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+    if config.day_split == "all":
+        return days
+    chosen = days[test] if config.day_split == "test" else days[~test]
+    if chosen.size == 0:
+        raise EnvConfigError(
+            f"day_split: {config.day_split!r} leaves no start day ({n_days} start days; the test split is every "
+            f"{HOLDOUT_EVERY}th day, so it needs ≥ {HOLDOUT_EVERY}); use day_split='all' or a longer scenario"
+        )
+    return chosen
 
 
 def _fee_matrix(config: MarketConfig, sc: Any, distance: np.ndarray) -> np.ndarray:
