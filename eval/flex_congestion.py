@@ -19,6 +19,9 @@ move only for what clears). Settings, after EUniversal D5.3 (2022) §5:
   no-P2P state; then the LFM.
 * **3 — redirection** (W = 0.2, multiplicative, on a distance base preference of 0.02 currency/kWh per km), at-risk
   line sets ≥ 100 % and ≥ 80 %; then the LFM.
+* **1, 2, 3 with large storage** (:data:`LARGE`: 40 kWh / 20 kW batteries instead of 10 kWh / 5 kW): the same
+  rules on a feeder whose storage fills during the late morning, so the rules' reallocation of sellers to buyers
+  changes when each battery charges, and with it the flows.
 
 KPIs (EUniversal D5.3 (2022), Tables 7–8), summed over the steps, in the linear grid model *before* the LFM (what
 the market left): congested lines (distinct lines > 100 % at least once), congested line-steps, overflow sum
@@ -37,6 +40,9 @@ from typing import Any
 
 import numpy as np
 
+#: The large-storage variant: 40 kWh / 20 kW batteries in the households without PV (instead of 10 kWh / 5 kW), so the
+#: feeder's storage can take most of the midday surplus and *which* battery buys *when* decides the flows.
+LARGE: dict[str, Any] = {"buyer_battery_kwh": 40.0, "buyer_battery_kw": 20.0}
 #: (key, label, scenario overrides, market options)
 SETTINGS: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
     ("s0", "0: LFM only (no P2P)", {}, {"grid_policy": "report"}),
@@ -48,6 +54,12 @@ SETTINGS: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
     ("s3_100", "3: redirection ≥ 100 % + LFM", {},
      {"grid_policy": "redirect", "block_threshold_pct": 100.0, "preference": "distance"}),
     ("s3_80", "3: redirection ≥ 80 % + LFM", {},
+     {"grid_policy": "redirect", "block_threshold_pct": 80.0, "preference": "distance"}),
+    ("L1", "1 (large storage)", LARGE, {"grid_policy": "report"}),
+    ("L2", "2 (large storage)", LARGE, {"grid_policy": "preblock", "block_threshold_pct": 80.0}),
+    ("L3_100", "3 ≥ 100 % (large storage)", LARGE,
+     {"grid_policy": "redirect", "block_threshold_pct": 100.0, "preference": "distance"}),
+    ("L3_80", "3 ≥ 80 % (large storage)", LARGE,
      {"grid_policy": "redirect", "block_threshold_pct": 80.0, "preference": "distance"}),
 )  # fmt: skip
 
@@ -168,7 +180,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     ]
     title = ("Physical congestion study (EUniversal D5.3 (2022), §5 Table 8 in kind): default_congested, days "
              "144–146, bilateral, committed dispatch, flex agents")  # fmt: skip
-    colors = ["0.6", "tab:red", "tab:purple", "0.75", "tab:green", "tab:orange", "tab:olive", "tab:cyan"]
+    colors = ["0.6", "tab:red", "tab:purple", "0.75", "tab:green", "tab:orange", "tab:olive", "tab:cyan",
+              "tab:brown", "tab:pink", "tab:gray", "tab:blue"]  # fmt: skip
     return bar_panels(rows, keys, title, path, colors, log_keys=("overflow_sum_pct",))
 
 

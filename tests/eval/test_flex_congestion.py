@@ -25,3 +25,8 @@ def test_settings_differ_for_physical_reasons() -> None:
     # the DSO's rules never create congestion the unchecked market did not have
     for key in ("s2", "s3_100", "s3_80"):
         assert rows[key]["overflow_sum_pct"] <= s1["overflow_sum_pct"] + 1e-9
+    # large storage: the rules re-pair sellers and buyers, so when each battery charges — and the flows — change,
+    # while the energy the batteries buy over the day stays the same (every buyer still finds an allowed seller)
+    for key in ("L2", "L3_100", "L3_80"):
+        assert abs(rows[key]["overflow_sum_pct"] - rows["L1"]["overflow_sum_pct"]) > 1.0
+        assert rows[key]["p2p_volume_kwh"] == pytest.approx(rows["L1"]["p2p_volume_kwh"], rel=0.01)
