@@ -39,7 +39,8 @@ def test_peer_selection_study_runs() -> None:
 def test_flex_learning_study_runs(tmp_path: Path) -> None:
     from eval import flex_learning
 
-    res = flex_learning.study([0], timesteps=512, episodes=1, out=tmp_path)
-    assert set(res["rules"]) == set(flex_learning.RULES) and set(res["learned"]) == {0}
-    for r in (*res["rules"].values(), *res["learned"].values()):
-        assert r["efficiency"] <= 1.0 + 1e-6  # nobody beats the episode optimum of the same days
+    for task, steps in (("battery-owner", 512), ("community", 3000)):
+        res = flex_learning.study([0], timesteps=steps, episodes=1, out=tmp_path, name=task)
+        assert set(res["rules"]) == set(flex_learning.RULES) and set(res["learned"]) == {0}
+        for r in (*res["rules"].values(), *res["learned"].values()):
+            assert r["efficiency"] <= 1.0 + 1e-6  # nobody beats the episode optimum of the same days
