@@ -108,6 +108,15 @@ class BiddingRule:
         #: :func:`agents.policy_from_name` from the env's fees when the clearing does not net them itself)
         self.fee_per_kwh = 0.0
 
+    def limit_x(self, obs: np.ndarray, is_buy: bool) -> float:
+        """The agent's own limit in normalised price: its value as a buyer (1, the retail price it avoids) or its
+        cost as a seller (0, the feed-in price it forgoes), net of half the expected network fee
+        (:func:`fee_adjusted` with :attr:`fee_per_kwh`). Every rule quotes relative to it."""
+        return fee_adjusted(
+            1.0 if is_buy else 0.0, is_buy, self.fee_per_kwh, feature(obs, "feed_in_price"),
+            feature(obs, "retail_price"),
+        )  # fmt: skip
+
     def price_x(self, obs: np.ndarray, is_buy: bool, rng: np.random.Generator) -> float:
         """Normalised limit price in ``[0, 1]`` (0 = feed-in, 1 = retail). Subclasses override."""
         raise NotImplementedError
@@ -130,12 +139,10 @@ class BiddingRule:
         """
         pos = feature(obs, "net") if position is None else float(position)
         self.position = pos  # read by rules that need the size of the order (BestResponse)
-        feed_in, retail = feature(obs, "feed_in_price"), feature(obs, "retail_price")
         x = float(np.clip(self.price_x(obs, is_buy, rng), 0.0, 1.0))
-        x = fee_adjusted(x, is_buy, self.fee_per_kwh, feed_in, retail)
         q = float(np.clip(self.quantity_fraction(obs, is_buy), 0.0, 1.0))
         placed = abs(pos) > 1e-6 and q > 0
-        self._last = (bool(is_buy), x, feed_in, retail, placed)
+        self._last = (bool(is_buy), x, feature(obs, "feed_in_price"), feature(obs, "retail_price"), placed)
         return action_from_price(x), 2.0 * q - 1.0
 
     def act(self, observation: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -19,7 +19,7 @@ class Truthful(BiddingRule):
     """
 
     def price_x(self, obs: np.ndarray, is_buy: bool, rng: np.random.Generator) -> float:
-        return 1.0 if is_buy else 0.0
+        return self.limit_x(obs, is_buy)
 
     def quote(
         self, limit_price: float, is_buy: bool, rng: np.random.Generator, low: float, high: float
@@ -71,8 +71,8 @@ class Markup(BiddingRule):
         return self.markup
 
     def price_x(self, obs: np.ndarray, is_buy: bool, rng: np.random.Generator) -> float:
-        m = self.current_markup(is_buy)
-        return 1.0 - m if is_buy else m
+        m, limit = self.current_markup(is_buy), self.limit_x(obs, is_buy)
+        return limit - m if is_buy else limit + m
 
     def quote(
         self, limit_price: float, is_buy: bool, rng: np.random.Generator, low: float, high: float
@@ -171,7 +171,7 @@ class BestResponse(BiddingRule):
         feed_in, retail = feature(obs, "feed_in_price"), feature(obs, "retail_price")
         env = self.env
         if env is not None and env.mechanism not in ("uniform", "pay_as_bid", "cda", "bilateral"):
-            return 1.0 if is_buy else 0.0
+            return self.limit_x(obs, is_buy)
         if env is not None:  # exact tariffs (the float32 observation rounds them)
             t = min(env.t, env.scenario.n_steps - 1)
             feed_in, retail = float(env.scenario.feed_in_price[t]), float(env.scenario.retail_price[t])
@@ -183,7 +183,7 @@ class BestResponse(BiddingRule):
             )
         qty = abs(self.position) * float(env.power_scale[self.index]) * float(env.dt)
         if qty <= 1e-9:
-            return 1.0 if is_buy else 0.0
+            return self.limit_x(obs, is_buy)
         money = np.array(
             [
                 self.payoff(others, is_buy, qty, feed_in + x * (retail - feed_in), feed_in, retail)
@@ -230,7 +230,10 @@ class BestResponse(BiddingRule):
         volume = float(tr.quantity[mine].sum())
         value = float((tr.quantity[mine] * tr.price[mine]).sum())
         rest = max(qty - volume, 0.0)
-        return -(value + rest * retail) if is_buy else value + rest * feed_in
+        fee = (
+            0.5 * self.fee_per_kwh * volume
+        )  # its half of the expected network fee (agents.registry.expected_fee)
+        return -(value + rest * retail + fee) if is_buy else value + rest * feed_in - fee
 
     def __repr__(self) -> str:
         return f"BestResponse(grid={len(self.grid)})"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import AgentConfigError, BiddingRule, last_fill, normalised_clearing_price
+from agents.base import AgentConfigError, BiddingRule, fee_adjusted, last_fill, normalised_clearing_price
 
 __all__ = ["ZIP", "ZeroIntelligence"]
 
@@ -72,8 +72,8 @@ class ZeroIntelligence(BiddingRule):
         return float(rng.uniform(low, limit) if is_buy else rng.uniform(limit, high))
 
     def price_x(self, obs: np.ndarray, is_buy: bool, rng: np.random.Generator) -> float:
-        if self.constrained:
-            return float(rng.uniform(0.0, 1.0))
+        if self.constrained:  # uniform between the own limit and the far tariff
+            return self.quote(self.limit_x(obs, is_buy), is_buy, rng, 0.0, 1.0)
         return float(np.clip(rng.uniform(-self.band, 1.0 + self.band), 0.0, 1.0))
 
     def __repr__(self) -> str:
@@ -252,8 +252,8 @@ class ZIP(BiddingRule):
 
     # ------------------------------------------------------------------------------------ environment
     def price_x(self, obs: np.ndarray, is_buy: bool, rng: np.random.Generator) -> float:
-        # normalised prices: limit 0 (seller) or 1 (buyer), scale 1
-        return self.quote(1.0 if is_buy else 0.0, is_buy, scale=1.0, low=0.0, high=1.0)
+        # normalised prices: limit 0 (seller) or 1 (buyer), net of the expected fee; scale 1
+        return self.quote(self.limit_x(obs, is_buy), is_buy, scale=1.0, low=0.0, high=1.0)
 
     def observe_result(self, info: dict[str, Any], rng: np.random.Generator | None = None) -> None:
         """Learn from the last call-market clearing (see the class docstring).
@@ -276,7 +276,8 @@ class ZIP(BiddingRule):
         if rng is None:
             rng = np.random.default_rng(int((info.get("market") or {}).get("t") or 0))
         # In a call market a non-trading order is "rejected" on its own side of the book.
-        self.learn(1.0 if is_buy else 0.0, is_buy, q, traded, shout_is_bid=is_buy, rng=rng, scale=1.0)
+        limit = fee_adjusted(1.0 if is_buy else 0.0, is_buy, self.fee_per_kwh, feed_in, retail)
+        self.learn(limit, is_buy, q, traded, shout_is_bid=is_buy, rng=rng, scale=1.0)
 
     def __repr__(self) -> str:
         return f"ZIP(beta={self.beta}, gamma={self.gamma})"

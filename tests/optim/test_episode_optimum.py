@@ -284,11 +284,11 @@ def _dp_welfare(sc: Scenario, soc0: float, grid_points: int, valued: bool = Fals
     return float(value[start]), float(grid[1] - grid[0])
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_matches_dynamic_programming_on_a_soc_grid(seed: int) -> None:
-    rng = np.random.default_rng(100 + seed)
-    k = 5
-    sc = _scenario(
+def _dp_instance(seed: int, k: int = 5) -> Scenario:
+    """Two agents, ``k`` one-hour steps: agent 0 has a 4 kWh / 2 kW battery (η = 0.92) and a load, agent 1 PV and a
+    load; random prices."""
+    rng = np.random.default_rng(seed)
+    return _scenario(
         load=np.column_stack([rng.uniform(0.5, 3.0, k), rng.uniform(0.0, 2.0, k)]),
         pv=np.column_stack([np.zeros(k), rng.uniform(0.0, 5.0, k)]),
         retail=rng.uniform(0.1, 0.5, k),
@@ -298,6 +298,12 @@ def test_matches_dynamic_programming_on_a_soc_grid(seed: int) -> None:
         efficiency=0.92,
         step_minutes=60,
     )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_dynamic_programming_on_a_soc_grid(seed: int) -> None:
+    sc = _dp_instance(100 + seed)
+    k = sc.n_steps
     opt = episode_optimum(sc, 0, k, initial_soc_kwh=0.5)
     dp, h = _dp_welfare(sc, 2.0, 1601)
     # The DP is restricted to the grid (dp ≤ W*); rounding the optimal path to the grid moves each of the k
@@ -311,18 +317,8 @@ def test_terminal_value_matches_dynamic_programming(seed: int) -> None:
     """``terminal_value="valued"``: the DP closes the horizon with the terminal value written out by hand; the
     optimum's welfare (its last step carrying the value) matches it within the grid error, never exceeds the free
     optimum, and ending emptier than the start no longer pays at flat prices."""
-    rng = np.random.default_rng(200 + seed)
-    k = 5
-    sc = _scenario(
-        load=np.column_stack([rng.uniform(0.5, 3.0, k), rng.uniform(0.0, 2.0, k)]),
-        pv=np.column_stack([np.zeros(k), rng.uniform(0.0, 5.0, k)]),
-        retail=rng.uniform(0.1, 0.5, k),
-        feed_in=rng.uniform(0.0, 0.1, k),
-        battery_kwh=[4.0, 0.0],
-        battery_kw=[2.0, 0.0],
-        efficiency=0.92,
-        step_minutes=60,
-    )
+    sc = _dp_instance(200 + seed)
+    k = sc.n_steps
     opt = episode_optimum(sc, 0, k, initial_soc_kwh=0.5, terminal_value="valued")
     free = episode_optimum(sc, 0, k, initial_soc_kwh=0.5)
     assert opt.terminal_value == "valued" and free.terminal_value == "free"
