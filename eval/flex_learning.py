@@ -9,9 +9,9 @@ on four days in five, every policy is evaluated on the same held-out fifth days)
   ``default`` (20 households, 6 home batteries; time-of-use retail 0.30 / 0.38 / 0.46 EUR/kWh, feed-in 0.081), the
   others playing the myopic truthful rule; the learner's slot is then played by the learned policy and by each rule.
 * ``--task community``: one PPO policy shared by every prosumer of ``flex`` (118 households of the SimBench
-  ``1-LV-rural3--2-sw`` grid: 17 EVs, 18 heat pumps, 16 PV-battery systems), against the community playing each
-  rule. The rules: ``truthful`` (myopic: no device moves), ``zi-c``, ``battery`` (charge on surplus, discharge on
-  deficit) and ``flex`` (store neighbours' midday PV, self-supply otherwise).
+  ``1-LV-rural3--2-sw`` grid: 15 with EV sessions, 18 heat pumps, 16 PV-battery systems), against the community
+  playing each rule. The rules: ``truthful`` (myopic: no device moves), ``zi-c``, ``battery`` (charge on surplus,
+  discharge on deficit) and ``flex`` (store neighbours' midday PV, self-supply otherwise).
 
 Reported: the profit of the slot (battery-owner) or the mean profit per prosumer (community) per day, and the
 community's efficiency against the optimum of each episode (``compute_optimum="episode"``: perfect foresight, every
@@ -42,7 +42,9 @@ COMMUNITY_HYPERPARAMS: dict[str, Any] = {
 
 
 def task(name: str = "battery-owner", episode_optimum: bool = False, split: str = "train") -> Any:
-    """The market of task ``name`` on the ``split`` days."""
+    """The market of task ``name`` (one of :data:`TASKS`) on the ``split`` days."""
+    if name not in TASKS:
+        raise ValueError(f"task: must be one of {list(TASKS)}, got {name!r}")
     from p2p_gym.sim import MarketConfig
 
     return MarketConfig(
@@ -94,9 +96,7 @@ def evaluate(name: str, policy: Any, episodes: int, seed: int) -> dict[str, floa
     if name == "battery-owner":
         slot = learner_slot()
         cols = [env.possible_agents.index(slot)]
-        policies = make_policies({slot: policy} if isinstance(policy, str) else "truthful", env)
-        if not isinstance(policy, str):
-            policies[slot] = policy
+        policies = make_policies({slot: policy}, env)  # the others truthful
     else:
         cols = list(range(len(env.possible_agents)))
         policies = make_policies(policy, env) if isinstance(policy, str) else policy

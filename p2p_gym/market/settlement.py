@@ -268,6 +268,14 @@ def terminal_cost(
     eta = float(efficiency)
     if not 0.0 < eta <= 1.0:
         raise MarketError(f"efficiency: must be in (0, 1], got {efficiency!r}")
+    for name, value in (("soc_start_kwh", soc_start_kwh), ("soc_end_kwh", soc_end_kwh),
+                        ("hp_deviation_kwh", hp_deviation_kwh)):  # fmt: skip
+        try:
+            ok = bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise MarketError(f"{name}: must be finite numbers (kWh), got {value!r:.80}")
     d_soc = np.asarray(soc_end_kwh, dtype=np.float64) - np.asarray(soc_start_kwh, dtype=np.float64)
     at_terminals = np.where(d_soc < 0, d_soc / eta, d_soc * eta)
     return imbalance_cost(at_terminals, retail_price, feed_in_price) + imbalance_cost(

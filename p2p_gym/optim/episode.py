@@ -508,8 +508,9 @@ def episode_optimum(
     utility = (sc.flex_util_b * flex_kwh - 0.5 * sc.flex_util_a * flex_kwh**2).sum(axis=1)
     per_step = feed_in * export_kwh - retail * import_kwh - cost + utility - wear_cost
     if valued:  # eq. (10) in the last step, by the environment's own rule
-        hp_dev_kwh = ((hp_kw - hp_ref) * dt).sum(axis=0)
-        hp_dev_kwh[np.setdiff1d(np.arange(n), hp)] = 0.0
+        hp_dev_kwh = ((hp_kw - hp_ref) * dt).sum(
+            axis=0
+        )  # 0 but for the banded heat pumps (hp_kw = r elsewhere)
         per_step[-1] -= float(
             terminal_cost(soc0, soc_kwh[-1], eta, hp_dev_kwh, retail[-1], feed_in[-1]).sum()
         )
@@ -542,9 +543,10 @@ def episode_efficiency(realised_welfare: float, opt: EpisodeOptimum) -> float | 
     :func:`episode_optimum`. A policy that trades perfectly but wastes its devices' flexibility (or uses them
     against the prices) scores below 1, which the per-step optimum, taking battery power as given, cannot show.
     For a policy run from the same initial state (state of charge; heat-pump deviation 0) the value is at most 1
-    (W* relaxes every rule of the environment: full netting, free terminal state of charge and heat-pump
-    deviation); it can exceed 1 when W* was computed with ``line_limits`` and the policy overloads lines, or when
-    the policy's EVs draw more or less than the pro-rata energy (5) of sessions cut by the window.
+    (W* relaxes every rule of the environment, full netting first, and values the stores' terminal state as the
+    environment does with the same ``terminal_value``); it can exceed 1 when W* was computed with ``line_limits``
+    and the policy overloads lines, or when the policy's EVs draw more or less than the pro-rata energy (5) of
+    sessions cut by the window.
 
     Args:
         realised_welfare: the policy's welfare over the same window (currency), e.g. the sum of the

@@ -305,9 +305,8 @@ def step(
         production = 0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh
     ended = state.step + 1 >= cfg.episode_steps
     terminal = np.zeros((b, n))
-    if (
-        cfg.terminal_value == "valued" and ended.any()
-    ):  # the stores' change over the episode, at the last prices
+    # terminal_value="valued": the stores' change over the episode, at the last step's prices
+    if cfg.terminal_value == "valued" and ended.any():
         terminal = np.where(
             ended[:, None],
             market.terminal_cost(static.initial_soc_kwh, soc, sc.battery_efficiency, hp_dev, r, f),

@@ -23,10 +23,14 @@ def test_fee_adjusted_hand_values() -> None:
 
 
 def test_expected_fee_is_the_mean_row_and_zero_where_the_clearing_nets_it() -> None:
+    i = 3
+    uniform = p2p_gym.parallel_env(scenario="default", mechanism="uniform", grid="none", grid_policy="fee",
+                                   fee_type="uniform", fee_per_kwh=0.07)  # fmt: skip
+    assert expected_fee(uniform, uniform.possible_agents[i]) == pytest.approx(
+        0.07
+    )  # every pair pays the same
     env = p2p_gym.parallel_env(scenario="default", mechanism="uniform", grid="none", grid_policy="fee",
                                fee_type="distance", fee_per_kwh_km=0.05)  # fmt: skip
-    fee, i = env.static.fee_matrix, 3
-    assert expected_fee(env, env.possible_agents[i]) == pytest.approx(np.delete(fee[i], i).mean())
     assert expected_fee(env, env.possible_agents[i]) > 0
     bilateral = p2p_gym.parallel_env(
         scenario="default", mechanism="bilateral", grid="none", grid_policy="fee"

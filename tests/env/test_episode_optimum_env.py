@@ -134,8 +134,12 @@ def test_replaying_the_optimum_with_evs_heat_pumps_and_flexible_demand_reaches_o
             a[2] = 1.0  # execute the plan whatever clears
             return a
 
-    eps = play(env, {a: Planned(i) for i, a in enumerate(agents)}, np.random.default_rng(0), seed=0,
-               on_step=lambda e, i, r: (i[e.possible_agents[0]]["market"], [i[a]["terminal_cost"] for a in agents]))  # fmt: skip
+    def record(e, i, r):  # type: ignore[no-untyped-def]
+        return i[agents[0]]["market"], [i[a]["terminal_cost"] for a in agents]
+
+    eps = play(
+        env, {a: Planned(i) for i, a in enumerate(agents)}, np.random.default_rng(0), seed=0, on_step=record
+    )
     last, terminal_cost = eps[0].records[-1]
     assert all(not any(c) for _, c in eps[0].records[:-1])  # valued only at the episode's last step
     if terminal == "valued":  # the battery's and the heat pump's change over the day, priced by hand

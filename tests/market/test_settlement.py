@@ -105,3 +105,7 @@ def test_terminal_cost_hand_values() -> None:
         terminal_cost(1.0, 1.0, 1.5, 0.0, 0.3, 0.08)
     with pytest.raises(ValueError, match="retail_price"):
         terminal_cost(1.0, 1.0, 0.9, 0.0, float("nan"), 0.08)
+    with pytest.raises(ValueError, match="soc_end_kwh"):
+        terminal_cost(1.0, [1.0, float("nan")], 0.9, 0.0, 0.3, 0.08)
+    with pytest.raises(ValueError, match="hp_deviation_kwh"):
+        terminal_cost(1.0, 1.0, 0.9, "warm", 0.3, 0.08)
