@@ -47,15 +47,20 @@ self-consumption, its profile (``Storage_<PV profile>_<load profile>``) is the u
 ``|p_mw|`` (normalised like a PV profile, always ≥ 0), and its ``p_mw`` is negative (consumer sign), so
 profile × p_mw is the unit's (negative) load.
 
+MV/LV codes (``1-MVLV-*``, thousands of elements) are written as gzip-compressed ``_net.json.gz`` and
+``_meta.json.gz``; ``1-MVLV-semiurb-all-2-sw`` is shipped for the multi-platform scenario ``mvlv``.
+
 Usage (needs the optional extra: ``pip install -e '.[simbench]'``)::
 
     python scripts/build_simbench_flex_extract.py                     # rebuild the shipped extract
     python scripts/build_simbench_flex_extract.py --code 1-LV-semiurb5--2-sw --out /tmp/extract
+    python scripts/build_simbench_flex_extract.py --code 1-MVLV-semiurb-all-2-sw   # the MV/LV extract
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 from pathlib import Path
@@ -172,8 +177,14 @@ def build(code: str, out: Path) -> dict[str, Any]:
         "storage": storage,
     }
     net.profiles = {}
-    pp.to_json(net, str(out / f"{code}_net.json"))
-    (out / f"{code}_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    if code.startswith("1-MVLV"):  # thousands of elements: compact gzip-compressed JSON
+        with gzip.open(out / f"{code}_net.json.gz", "wt", encoding="utf-8") as f:
+            f.write(pp.to_json(net))
+        with gzip.open(out / f"{code}_meta.json.gz", "wt", encoding="utf-8") as f:
+            json.dump(meta, f, separators=(",", ":"))
+    else:
+        pp.to_json(net, str(out / f"{code}_net.json"))
+        (out / f"{code}_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     sizes = {p.name: p.stat().st_size for p in sorted(out.glob(f"{code}_*"))}
     print(
         json.dumps({"counts": meta["counts"], "bytes": sizes, "total_bytes": sum(sizes.values())}, indent=2)

@@ -16,7 +16,9 @@ grid ``1-LV-semiurb4--0-sw``), ``tiny`` (a synthetic 4-prosumer feeder), ``cigre
 batteries in the other half: congested middays, flexible buyers) and ``flex``: 118 flexible prosumers — PV,
 PV batteries, heat pumps and EV
 charging sessions — on the SimBench rural LV grid ``1-LV-rural3--2-sw`` (SimBench: Meinecke et al. 2020,
-Energies 13(12):3290; data simbench.de, ODbL v1.0), see :func:`~p2p_gym.scenarios.builders.build_flex`.
+Energies 13(12):3290; data simbench.de, ODbL v1.0), see :func:`~p2p_gym.scenarios.builders.build_flex`; and
+``mvlv``: about 1,000 such prosumers on 15 LV grids (platforms) of the SimBench MV/LV system
+``1-MVLV-semiurb-all-2-sw``, the rest of the system as background, see :mod:`p2p_gym.scenarios.mvlv`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from p2p_gym.scenarios.builders import (
     build_ieee39,
     build_tiny,
 )
+from p2p_gym.scenarios.mvlv import build_mvlv
 
 _BUILDERS: dict[str, Callable[..., Scenario]] = {
     "default": build_default,
@@ -46,6 +49,7 @@ _BUILDERS: dict[str, Callable[..., Scenario]] = {
     "cigre_lv": build_cigre_lv,
     "ieee39": build_ieee39,
     "flex": build_flex,
+    "mvlv": build_mvlv,
 }
 _BUILDER_PARAMS: dict[str, set[str]] = {
     "default_high_pv": set(inspect.signature(build_default).parameters) - {"name"},

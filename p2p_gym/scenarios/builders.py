@@ -48,8 +48,10 @@ def _agent_net(base_net: Any, buses: np.ndarray, agent_ids: tuple[str, ...], kee
     for table in ("profiles", "loadcases"):
         if table in net:
             net[table] = net[table].iloc[0:0] if hasattr(net[table], "iloc") else {}
-    for aid, bus in zip(agent_ids, buses):
-        pp.create_sgen(net, bus=int(bus), p_mw=0.0, q_mvar=0.0, name=aid, type="prosumer")
+    if len(agent_ids):
+        pp.create_sgens(
+            net, [int(b) for b in buses], p_mw=0.0, q_mvar=0.0, name=list(agent_ids), type="prosumer"
+        )
     return net
 
 
@@ -475,6 +477,84 @@ def _merge_sessions(
     ).astype(np.float64)
 
 
+def prosumer_assets(code: str, agent_bus: np.ndarray, n_steps: int) -> dict[str, np.ndarray]:
+    """The flexible prosumers at ``agent_bus`` (one per bus) of the shipped SimBench extract ``code``.
+
+    Aggregates every element at an agent's bus as :func:`build_flex` documents (household/commercial load,
+    PV and PV-battery units, batteries, heat pumps with their band, EV sessions merged per agent) over the
+    first ``n_steps`` steps of 2016. Returns the :class:`Scenario` fields ``load_kw``, ``pv_kw``, ``pv_kwp``,
+    ``battery_kw``, ``battery_kwh``, ``hp_kw``, ``hp_max_kw``, ``hp_band_kwh`` and ``ev_sessions``.
+    """
+    el = flex_data.flex_elements(code)
+    n = len(agent_bus)
+    dt = flex_data.STEP_HOURS
+    agent_of = {int(b): i for i, b in enumerate(agent_bus)}
+    agent_el = np.array([agent_of.get(int(b), -1) for b in el.bus])
+
+    load_kw = np.zeros((n_steps, n))
+    pv_kw = np.zeros((n_steps, n))
+    pv_kwp = np.zeros(n)
+    battery_kw = np.zeros(n)
+    battery_kwh = np.zeros(n)
+    for e in np.flatnonzero(agent_el >= 0):
+        kind, i = str(el.kind[e]), agent_el[e]
+        if kind in ("heat_pump", "ev"):
+            continue  # from heat_pump_band / ev_sessions below
+        kw = flex_data.flex_profile(str(el.profile[e]), code)[:n_steps] * el.p_kw[e]
+        if el.injects[e]:  # PV sgen or PV-battery storage unit
+            pv_kw[:, i] += kw
+            pv_kwp[i] += el.p_kw[e]
+            if el.element[e] == "storage":
+                battery_kw[i] += el.p_kw[e]
+                battery_kwh[i] += el.e_kwh[e]
+        else:  # household, commercial (or any other inflexible load)
+            load_kw[:, i] += kw
+
+    position = {int(el.index[e]): e for e in np.flatnonzero(el.element == "load")}  # net.load index → element
+    hp = flex_data.heat_pump_band(code)
+    hp_kw = np.zeros((n_steps, n))
+    hp_max_kw = np.zeros(n)
+    hp_band_kwh = np.zeros(n)
+    for j, load in enumerate(hp.load):
+        i = agent_el[position[int(load)]]
+        if i >= 0:
+            hp_kw[:, i] += hp.profile_kw[:n_steps, j]
+            hp_max_kw[i] += hp.rated_kw[j]
+            hp_band_kwh[i] += hp.band_kwh[j]
+    hp_max_kw = np.maximum(hp_max_kw, hp_kw.max(axis=0))
+
+    s = flex_data.ev_sessions(code)
+    charger = np.array([position[int(x)] for x in s.load], dtype=np.int64)
+    agent = agent_el[charger]
+    keep = (agent >= 0) & (s.arrival < n_steps)
+    energy = s.energy_kwh[keep].copy()
+    for k in np.flatnonzero(s.charge_end[keep] > n_steps):  # still charging at the horizon's end
+        e, a = charger[keep][k], int(s.arrival[keep][k])
+        energy[k] = flex_data.flex_profile(str(el.profile[e]), code)[a:n_steps].sum() * el.p_kw[e] * dt
+    ev = _merge_sessions(
+        agent[keep],
+        charger[keep],
+        s.arrival[keep],
+        np.minimum(s.departure[keep], n_steps),
+        energy,
+        s.max_kw[keep],
+    )
+
+    for arr in (load_kw, pv_kw, hp_kw):
+        arr.flags.writeable = False  # handed to Scenario without a copy
+    return {
+        "load_kw": load_kw,
+        "pv_kw": pv_kw,
+        "pv_kwp": pv_kwp,
+        "battery_kw": battery_kw,
+        "battery_kwh": battery_kwh,
+        "hp_kw": hp_kw,
+        "hp_max_kw": hp_max_kw,
+        "hp_band_kwh": hp_band_kwh,
+        "ev_sessions": ev,
+    }
+
+
 def build_flex(days: int = 366, max_agents: int | None = None, name: str = "flex") -> Scenario:
     """Flexible prosumers on the SimBench rural LV grid ``1-LV-rural3--2-sw`` (scenario 2, "future").
 
@@ -545,60 +625,9 @@ def build_flex(days: int = 366, max_agents: int | None = None, name: str = "flex
         agent_bus = agent_bus[:max_agents]
     n = len(agent_bus)
     step = round(flex_data.STEP_HOURS * 60)
-    dt = flex_data.STEP_HOURS
     n_steps = days * 1440 // step
-    agent_of = {int(b): i for i, b in enumerate(agent_bus)}
-    agent_el = np.array([agent_of.get(int(b), -1) for b in el.bus])
-
-    load_kw = np.zeros((n_steps, n))
-    pv_kw = np.zeros((n_steps, n))
-    pv_kwp = np.zeros(n)
-    battery_kw = np.zeros(n)
-    battery_kwh = np.zeros(n)
-    for e in np.flatnonzero(agent_el >= 0):
-        kind, i = str(el.kind[e]), agent_el[e]
-        if kind in ("heat_pump", "ev"):
-            continue  # from heat_pump_band / ev_sessions below
-        kw = flex_data.flex_profile(str(el.profile[e]))[:n_steps] * el.p_kw[e]
-        if el.injects[e]:  # PV sgen or PV-battery storage unit
-            pv_kw[:, i] += kw
-            pv_kwp[i] += el.p_kw[e]
-            if el.element[e] == "storage":
-                battery_kw[i] += el.p_kw[e]
-                battery_kwh[i] += el.e_kwh[e]
-        else:  # household, commercial (or any other inflexible load)
-            load_kw[:, i] += kw
-
-    position = {int(el.index[e]): e for e in np.flatnonzero(el.element == "load")}  # net.load index → element
-    hp = flex_data.heat_pump_band()
-    hp_kw = np.zeros((n_steps, n))
-    hp_max_kw = np.zeros(n)
-    hp_band_kwh = np.zeros(n)
-    for j, load in enumerate(hp.load):
-        i = agent_el[position[int(load)]]
-        if i >= 0:
-            hp_kw[:, i] += hp.profile_kw[:n_steps, j]
-            hp_max_kw[i] += hp.rated_kw[j]
-            hp_band_kwh[i] += hp.band_kwh[j]
-    hp_max_kw = np.maximum(hp_max_kw, hp_kw.max(axis=0))
-
-    s = flex_data.ev_sessions()
-    charger = np.array([position[int(x)] for x in s.load], dtype=np.int64)
-    agent = agent_el[charger]
-    keep = (agent >= 0) & (s.arrival < n_steps)
-    energy = s.energy_kwh[keep].copy()
-    for k in np.flatnonzero(s.charge_end[keep] > n_steps):  # still charging at the horizon's end
-        e, a = charger[keep][k], int(s.arrival[keep][k])
-        energy[k] = flex_data.flex_profile(str(el.profile[e]))[a:n_steps].sum() * el.p_kw[e] * dt
-    ev = _merge_sessions(
-        agent[keep],
-        charger[keep],
-        s.arrival[keep],
-        np.minimum(s.departure[keep], n_steps),
-        energy,
-        s.max_kw[keep],
-    )
-
+    assets = prosumer_assets(flex_data.FLEX_CODE, agent_bus, n_steps)
+    ev = assets["ev_sessions"]
     agent_ids = tuple(f"prosumer_{i}" for i in range(n))
     retail, feed_in = _tou_prices(n_steps, step)
     ev_agents = len(np.unique(ev[:, 0]))
@@ -606,25 +635,18 @@ def build_flex(days: int = 366, max_agents: int | None = None, name: str = "flex
         name=name,
         agent_ids=agent_ids,
         bus=agent_bus,
-        load_kw=load_kw,
-        pv_kw=pv_kw,
-        pv_kwp=pv_kwp,
-        battery_kwh=battery_kwh,
-        battery_kw=battery_kw,
+        **assets,
         retail_price=retail,
         feed_in_price=feed_in,
         step_minutes=step,
         net=_agent_net(net, agent_bus, agent_ids),
         battery_efficiency=0.95,
-        ev_sessions=ev,
-        hp_kw=hp_kw,
-        hp_max_kw=hp_max_kw,
-        hp_band_kwh=hp_band_kwh,
         start_time="2016-01-01 00:00",
         description=(
             f"SimBench {flex_data.FLEX_CODE} (Meinecke et al. 2020, Energies 13(12):3290; simbench.de, "
-            f"ODbL v1.0): {n} prosumers on a rural LV grid, {int(np.count_nonzero(pv_kwp))} with PV, "
-            f"{int(np.count_nonzero(battery_kwh))} with batteries, {int(np.count_nonzero(hp_max_kw))} with heat "
+            f"ODbL v1.0): {n} prosumers on a rural LV grid, {int(np.count_nonzero(assets['pv_kwp']))} with PV, "
+            f"{int(np.count_nonzero(assets['battery_kwh']))} with batteries, "
+            f"{int(np.count_nonzero(assets['hp_max_kw']))} with heat "
             f"pumps, {ev_agents} with EV charging ({len(ev)} sessions); {days} days of 2016, 15-minute steps; "
             "ToU tariff."
         ),

@@ -75,7 +75,25 @@ def profile_step_minutes(code: str = SIMBENCH_CODE) -> int:
 def _net(code: str) -> Any:
     import pandapower as pp
 
-    return pp.from_json(str(DATA_DIR / f"{code}_net.json"))
+    net = pp.from_json(str(DATA_DIR / f"{code}_net.json"))
+    set_tap_changer_type(net)
+    return net
+
+
+def set_tap_changer_type(net: Any) -> None:
+    """Make SimBench transformer taps act in pandapower ≥ 3.
+
+    SimBench nets leave ``tap_changer_type`` empty; pandapower 3 then ignores ``tap_pos`` without a warning
+    (reported as simbench issue 69 on GitHub), so a transformer at tap +1 computes as if at neutral. SimBench
+    taps are in-phase ratio taps (``tap_step_degree`` 0), pandapower's ``"Ratio"`` type.
+    """
+    trafo = net.trafo
+    if "tap_changer_type" not in trafo or not len(trafo):
+        return
+    unset = trafo.tap_changer_type.isna() & trafo.tap_step_percent.notna()
+    if "tap_step_degree" in trafo:
+        unset &= trafo.tap_step_degree.fillna(0.0).eq(0.0)
+    trafo.loc[unset, "tap_changer_type"] = "Ratio"
 
 
 def simbench_net(code: str = SIMBENCH_CODE) -> Any:

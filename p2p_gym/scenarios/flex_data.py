@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from p2p_gym.errors import ScenarioError
+from p2p_gym.scenarios.data import set_tap_changer_type
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FLEX_CODE = "1-LV-rural3--2-sw"
@@ -138,15 +140,33 @@ class HeatPumpBands:
 
 
 def _check_code(code: str) -> None:
-    if not (DATA_DIR / f"{code}_meta.json").exists():
-        shipped = sorted(p.name[: -len("_meta.json")] for p in DATA_DIR.glob("*--2-*_meta.json"))
+    if _path(code, "meta") is None:
+        shipped = sorted(p.name.split("_meta.json")[0] for p in DATA_DIR.glob("*-2-*_meta.json*"))
         raise ScenarioError(f"flex extract code={code!r} is not shipped; available: {shipped}")
+
+
+def _path(code: str, part: str) -> Path | None:
+    """The extract's ``<code>_<part>.json`` file, or its gzip-compressed ``.json.gz`` (MV/LV extracts)."""
+    for suffix in (".json", ".json.gz"):
+        path = DATA_DIR / f"{code}_{part}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def _read_text(path: Path) -> str:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return f.read()
+    return path.read_text()
 
 
 @functools.lru_cache(maxsize=4)
 def _meta(code: str) -> dict[str, Any]:
     _check_code(code)
-    meta: dict[str, Any] = json.loads((DATA_DIR / f"{code}_meta.json").read_text())
+    path = _path(code, "meta")
+    assert path is not None
+    meta: dict[str, Any] = json.loads(_read_text(path))
     return meta
 
 
@@ -207,7 +227,12 @@ def _net(code: str) -> Any:
     import pandapower as pp
 
     _check_code(code)
-    return pp.from_json(str(DATA_DIR / f"{code}_net.json"))
+    path = _path(code, "net")
+    if path is None:
+        raise ScenarioError(f"flex extract code={code!r} has no network file in {DATA_DIR}")
+    net = pp.from_json_string(_read_text(path))
+    set_tap_changer_type(net)
+    return net
 
 
 def flex_net(code: str = FLEX_CODE, step: int | None = None) -> Any:

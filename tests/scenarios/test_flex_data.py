@@ -196,7 +196,9 @@ def test_ac_power_flow_at_peak_load_converges(net) -> None:  # type: ignore[no-u
             net[table]["q_mvar"] = net[table]["q_mvar"].to_numpy() * factor
     pp.runpp(net, numba=False)
     assert net.converged
-    assert 0.97 < net.res_bus.vm_pu.min() < 1.0 and net.res_line.loading_percent.max() < 100
+    # the transformer's tap −1 (2.5 % on the HV side) lifts the LV side: 1.010 p.u. at the lowest bus, 0.985
+    # with the tap ignored
+    assert 1.0 < net.res_bus.vm_pu.min() < 1.02 and net.res_line.loading_percent.max() < 100
     # the import covers the load less PV, PV batteries and losses as in SimBench's own flow (q differs a little)
     assert net.res_ext_grid.p_mw.sum() == pytest.approx(PEAK_IMPORT_MW, abs=2e-3)
     # flex_net(step=...) applies the same rule
