@@ -23,6 +23,11 @@ class GridError(P2PGymError, ValueError):
     """Arguments to the grid model are invalid (shape, finiteness, mode)."""
 
 
+class GridEngineError(GridError):
+    """The requested power-flow engine cannot model the network (``GridModel(engine="auto")`` then falls back to
+    pandapower)."""
+
+
 class OptimError(P2PGymError, ValueError):
     """An optimisation problem is malformed, infeasible, or a solver failed."""
 

@@ -1,5 +1,6 @@
-"""Grid layer: the power-flow check of agents' injections (pandapower AC or linear sensitivities), network
-topology (electrical distances) and the attribution of flows and penalties to agents and trades."""
+"""Grid layer: the power-flow check of agents' injections (AC with lightsim2grid or pandapower, or linear
+sensitivities), network topology (electrical distances) and the attribution of flows and penalties to agents and
+trades."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ from p2p_gym.grid.flex_market import (
     clear_flex_market_batch,
     line_headroom_ka,
 )
-from p2p_gym.grid.model import GRID_MODES, GridBatch, GridModel, GridReport
+from p2p_gym.grid.model import GRID_ENGINES, GRID_MODES, GridBatch, GridModel, GridReport
 from p2p_gym.grid.topology import path_length_km
 
 __all__ = [
+    "GRID_ENGINES",
     "GRID_MODES",
     "FlexMarketBatch",
     "FlexMarketResult",
