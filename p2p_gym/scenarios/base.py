@@ -185,9 +185,10 @@ class Scenario:
     def _validate_platforms(self, n: int) -> None:
         raw = self.platform if np.asarray(self.platform).size else np.zeros(n, dtype=np.int64)
         platform = _as_array("platform", raw, (n,), dtype=np.int64)
-        names = tuple(str(x) for x in self.platform_names) or tuple(
-            f"platform_{p}" for p in range(int(platform.max()) + 1 if n else 1)
-        )
+        default = tuple(f"platform_{p}" for p in range(int(platform.max()) + 1 if n else 1))
+        names = tuple(str(x) for x in self.platform_names)
+        if not names or (len(names) < len(default) and names == default[: len(names)]):
+            names = default  # none given, or the defaults of fewer platforms carried over by a replace
         p = len(names)
         if len(set(names)) != p:
             raise ScenarioError(f"platform_names: must be unique, got {names[:5]}")
@@ -196,7 +197,9 @@ class Scenario:
         empty = sorted(set(range(p)) - set(platform.tolist()))
         if empty:
             raise ScenarioError(f"platform: platform {names[empty[0]]!r} has no agent")
-        trafo_raw = self.platform_trafo if np.asarray(self.platform_trafo).size else np.full(p, -1)
+        trafo_raw = np.asarray(self.platform_trafo)
+        if not trafo_raw.size or (trafo_raw.shape != (p,) and np.all(trafo_raw == -1)):
+            trafo_raw = np.full(p, -1)  # none given (or the single platform's default after a replace)
         trafo = _as_array("platform_trafo", trafo_raw, (p,), dtype=np.int64)
         if self.net is not None and np.any(trafo >= 0):
             known = set(np.asarray(self.net.trafo.index).tolist())

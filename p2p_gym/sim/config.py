@@ -45,6 +45,9 @@ OPTIMA: tuple[str, ...] = ("none", "step", "episode")
 DAY_SPLITS: tuple[str, ...] = ("all", "train", "test")
 #: ``day_split``: every HOLDOUT_EVERY-th start day (days HOLDOUT_EVERY − 1, 2·HOLDOUT_EVERY − 1, …) is a test day.
 HOLDOUT_EVERY = 5
+#: How the local markets (platforms) of a multi-platform scenario relate (``coordination``; Morstyn, Savelli &
+#: Hepburn 2021, One Earth 4(5):629–638): one market of all agents, or each platform its own market.
+COORDINATIONS: tuple[str, ...] = ("single", "isolated")
 #: How the stored energy left at the end of an episode counts (``terminal_value``).
 TERMINAL_VALUES: tuple[str, ...] = ("free", "valued")
 
@@ -157,6 +160,12 @@ class MarketConfig:
         "are physical commitments that flexible assets (battery, EV, heat pump, flexible demand, PV curtailment, "
         "generators) deliver after clearing and the DSO's rule",
         DISPATCHES,
+    )
+    coordination: str = _opt(
+        "single",
+        "multi-platform scenarios (e.g. mvlv): single (one market of all agents, platforms ignored); isolated (each "
+        "platform clears its own market; what it does not match goes to the supplier at the tariff)",
+        COORDINATIONS,
     )
     scenario_overrides: dict[str, Any] = _opt({}, "keyword overrides of the scenario builder")  # noqa: RUF009
 

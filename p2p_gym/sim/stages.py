@@ -153,6 +153,8 @@ class Cleared:
     volume: np.ndarray  # float[B] kWh
     books: tuple[market.Orders, ...] | None
     results: tuple[market.ClearingResult, ...] | None
+    platform_price: np.ndarray | None = None  # float[B, P] each platform's price (several platforms only)
+    platform_volume: np.ndarray | None = None  # float[B, P] kWh traded within each platform
 
 
 def needs_trades(config: Any) -> bool:
@@ -171,13 +173,19 @@ def clear(
     retail: np.ndarray,
     feed_in: np.ndarray,
     vectorised: bool,
+    members: tuple[np.ndarray, ...] | None = None,
 ) -> Cleared:
     """Clear B books float[B, N] (one order per agent; quantity 0 = none) with ``config.mechanism``.
 
     ``vectorised``: use the batch form of the uniform auction / community rules (no individual trades); else
-    :func:`p2p_gym.market.clear` per book.
+    :func:`p2p_gym.market.clear` per book. ``members``: the agents of each local market (platform) when there
+    are several; each clears on its own (:func:`_clear_platforms`).
     """
     mech = config.mechanism
+    if members is not None and len(members) > 1:
+        return _clear_platforms(
+            config, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised, members
+        )
     if vectorised:
         if mech == "uniform":
             bought, sold, cp, vol = market.clear_uniform_batch(is_buy, price, qty, config.k)
@@ -199,6 +207,104 @@ def clear(
         books.append(book)
         results.append(market.clear(book, mech, **kw))
     return _positions(n, tuple(books), tuple(results))
+
+
+def _clear_platforms(
+    config: Any,
+    n: int,
+    price: np.ndarray,
+    qty: np.ndarray,
+    is_buy: np.ndarray,
+    accept: np.ndarray | None,
+    preference: np.ndarray | None,
+    retail: np.ndarray,
+    feed_in: np.ndarray,
+    vectorised: bool,
+    members: tuple[np.ndarray, ...],
+) -> Cleared:
+    """Each platform's agents clear among themselves: the same mechanism on the sub-book of every platform.
+
+    Positions are per agent as usual. On the per-book path the B books and results hold every platform's orders
+    and trades (agent indices global; order indices offset platform by platform), so the later stages (fees, the
+    DSO's rules) see all trades. ``Cleared.price`` is the volume-weighted mean of the platforms' prices (nan
+    without trades); ``platform_price`` [B, P] and ``platform_volume`` [B, P] keep each platform's own.
+    """
+    b = len(qty)
+    p = len(members)
+    bought, sold, paid, received = (np.zeros((b, n)) for _ in range(4))
+    plat_price = np.full((b, p), np.nan)
+    plat_volume = np.zeros((b, p))
+    if vectorised:
+        for k, idx in enumerate(members):
+            part = clear(config, len(idx), price[:, idx], qty[:, idx], is_buy[:, idx], None, None, retail,
+                         feed_in, True)  # fmt: skip
+            bought[:, idx], sold[:, idx], paid[:, idx], received[:, idx] = (
+                part.bought,
+                part.sold,
+                part.paid,
+                part.received,
+            )
+            plat_price[:, k], plat_volume[:, k] = part.price, part.volume
+        books = results = None
+    else:
+        books_l, results_l = [], []
+        for row in range(b):
+            sub_books, sub_results = [], []
+            for k, idx in enumerate(members):
+                sel = idx[qty[row, idx] > 0]
+                book = market.Orders(
+                    agent=sel, is_buy=is_buy[row, sel], price=price[row, sel], quantity=qty[row, sel]
+                )
+                kw: dict[str, Any] = {"k": config.k, "n_agents": n}
+                if config.mechanism == "bilateral":
+                    kw["partners"] = accept[row] if accept is not None else np.ones((n, n), dtype=bool)
+                    kw["preference"] = (
+                        preference[row] if preference is not None and preference.ndim == 3 else preference
+                    )
+                elif config.mechanism in COMMUNITY_RULES:
+                    kw["retail_price"], kw["feed_in_price"] = float(retail[row]), float(feed_in[row])
+                res = market.clear(book, config.mechanism, **kw)
+                sub_books.append(book)
+                sub_results.append(res)
+                plat_price[row, k], plat_volume[row, k] = res.clearing_price, res.volume
+            book, res = _merge_books(sub_books, sub_results)
+            books_l.append(book)
+            results_l.append(res)
+        books, results = tuple(books_l), tuple(results_l)
+        for row, res in enumerate(results):
+            bought[row], sold[row] = res.bought(n), res.sold(n)
+            paid[row], received[row] = res.paid(n), res.received(n)
+    volume = plat_volume.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_price = np.where(
+            volume > 0, np.nansum(np.nan_to_num(plat_price) * plat_volume, axis=1) / volume, np.nan
+        )
+    return Cleared(bought, sold, paid, received, mean_price, volume, books, results, plat_price, plat_volume)
+
+
+def _merge_books(
+    books: list[market.Orders], results: list[market.ClearingResult]
+) -> tuple[market.Orders, Any]:
+    """One book and result of several platforms' books and results (order indices offset book by book)."""
+    offsets = np.cumsum([0] + [len(bk.agent) for bk in books[:-1]])
+    book = market.Orders(
+        agent=np.concatenate([bk.agent for bk in books]),
+        is_buy=np.concatenate([bk.is_buy for bk in books]),
+        price=np.concatenate([bk.price for bk in books]),
+        quantity=np.concatenate([bk.quantity for bk in books]),
+    )
+    trades = market.Trades(
+        buy_order=np.concatenate([r.trades.buy_order + o for r, o in zip(results, offsets)]),
+        sell_order=np.concatenate([r.trades.sell_order + o for r, o in zip(results, offsets)]),
+        buyer=np.concatenate([r.trades.buyer for r in results]),
+        seller=np.concatenate([r.trades.seller for r in results]),
+        quantity=np.concatenate([r.trades.quantity for r in results]),
+        price=np.concatenate([r.trades.price for r in results]),
+    )
+    volume = trades.quantity.sum()
+    mean = float(np.dot(trades.quantity, trades.price) / volume) if volume > 0 else float("nan")
+    filled = np.concatenate([r.filled for r in results])
+    return book, market.ClearingResult(trades, filled, mean)
 
 
 def _positions(n: int, books: tuple, results: tuple) -> Cleared:

@@ -62,6 +62,9 @@ class SimStatic:
     """int[D]: the days a random episode starts on (``config.day_split`` of ``range(n_start_days)``)."""
     ev: Any = None
     """:class:`~p2p_gym.sim.assets.EvTable` of the scenario's EV sessions (``dispatch="committed"``), else None."""
+    platform_members: tuple[np.ndarray, ...] = ()
+    """The agents (int indices, ascending) of each local market: one group of all agents unless
+    ``config.coordination`` clears a multi-platform scenario's platforms separately."""
 
     @property
     def agent_ids(self) -> tuple[str, ...]:
@@ -197,7 +200,15 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         n_start_days=n_days,
         start_days=_start_days(config, n_days),
         ev=None if not committed else _ev_table(sc),
+        platform_members=_platform_members(config, sc),
     )
+
+
+def _platform_members(config: MarketConfig, sc: Any) -> tuple[np.ndarray, ...]:
+    """Agents of each local market: all agents in one for ``coordination="single"``, else one per platform."""
+    if config.coordination == "single" or sc.n_platforms == 1:
+        return (np.arange(sc.n_agents),)
+    return tuple(np.flatnonzero(sc.platform == p) for p in range(sc.n_platforms))
 
 
 def _start_days(config: MarketConfig, n_days: int) -> np.ndarray:

@@ -107,6 +107,13 @@ class Outcome:
     energy_balance_kwh: np.ndarray  # float[B] residual Σ injection · dt − (exports − imports)
     books: tuple[market.Orders, ...] | None
     results: tuple[market.ClearingResult, ...] | None
+    platform_volume_kwh: np.ndarray | None = (
+        None  # float[B, P] kWh traded between agents of the same platform
+    )
+    inter_platform_kwh: np.ndarray | None = None  # float[B] kWh traded between agents of different platforms
+    platform_net_kwh: np.ndarray | None = (
+        None  # float[B, P] Σ members' injection · dt (+ = the platform exports)
+    )
 
     def device_infos(self) -> dict[str, np.ndarray]:
         """Per-agent device set-points and private terms [B, N] (``dispatch="committed"``; empty otherwise):
@@ -242,7 +249,9 @@ def step(
         forecast_kw = flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t]  # the no-P2P state
         accept, preference, at_risk, forbidden = stages.pre_market(static, forecast_kw, is_buy, accept)
     # clear → injections → grid check
-    cleared = stages.clear(cfg, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised)
+    cleared = stages.clear(
+        cfg, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised, static.platform_members
+    )
 
     def physical(cleared: stages.Cleared, ordered_kw: Any = 0.0) -> tuple[np.ndarray, Any]:
         """The injection after clearing (and the DSO's flexibility orders ``ordered_kw``) and the devices'
@@ -403,5 +412,37 @@ def step(
         - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1)),
         books=cleared.books,
         results=cleared.results,
+        **_platform_kpis(static, cleared, injection_kw * dt),
     )
     return new_state, outcome
+
+
+def _platform_kpis(static: Any, cleared: stages.Cleared, net_kwh: np.ndarray) -> dict[str, np.ndarray]:
+    """Volume within and between platforms and each platform's net exchange (multi-platform scenarios).
+
+    Between platforms is known only from the individual trades: with one market of all agents on the
+    vectorised path (no trades) both volumes are nan."""
+    sc = static.scenario
+    p = sc.n_platforms
+    b = len(net_kwh)
+    platform_net = np.zeros((b, p))
+    for k in range(p):
+        platform_net[:, k] = net_kwh[:, sc.platform == k].sum(axis=1)
+    if cleared.platform_volume is not None:  # platforms cleared separately: nothing crosses them
+        return {"platform_volume_kwh": cleared.platform_volume, "inter_platform_kwh": np.zeros(b),
+                "platform_net_kwh": platform_net}  # fmt: skip
+    if p == 1:
+        return {"platform_volume_kwh": cleared.volume[:, None], "inter_platform_kwh": np.zeros(b),
+                "platform_net_kwh": platform_net}  # fmt: skip
+    if cleared.results is None:
+        return {"platform_volume_kwh": np.full((b, p), np.nan), "inter_platform_kwh": np.full(b, np.nan),
+                "platform_net_kwh": platform_net}  # fmt: skip
+    intra = np.zeros((b, p))
+    inter = np.zeros(b)
+    for row, res in enumerate(cleared.results):
+        tr = res.trades
+        pb, ps = sc.platform[tr.buyer], sc.platform[tr.seller]
+        same = pb == ps
+        intra[row] = np.bincount(pb[same], tr.quantity[same], p)
+        inter[row] = tr.quantity[~same].sum()
+    return {"platform_volume_kwh": intra, "inter_platform_kwh": inter, "platform_net_kwh": platform_net}
