@@ -136,7 +136,8 @@ def prepare_net(net: Any) -> PreparedNet:
             f"engine: lightsim2grid engine needs exactly one ext_grid in service, got {len(ext)}"
         )
     gen = net.gen[net.gen.in_service.astype(bool)]
-    if len(gen) and (gen.slack.fillna(False).astype(bool).any() or gen.bus.isin(ext.bus).any()):
+    slack_gen = gen.slack.fillna(False).astype(bool).any() if "slack" in gen else False
+    if len(gen) and (slack_gen or gen.bus.isin(ext.bus).any()):
         raise GridEngineError("engine: lightsim2grid engine does not model slack generators (net.gen)")
     for col in _VOLTAGE_DEPENDENT:
         if col in net.load and np.nan_to_num(net.load[col].to_numpy(dtype=float)).any():
