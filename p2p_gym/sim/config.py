@@ -47,7 +47,9 @@ DAY_SPLITS: tuple[str, ...] = ("all", "train", "test")
 HOLDOUT_EVERY = 5
 #: How the local markets (platforms) of a multi-platform scenario relate (``coordination``; Morstyn, Savelli &
 #: Hepburn 2021, One Earth 4(5):629–638): one market of all agents, or each platform its own market.
-COORDINATIONS: tuple[str, ...] = ("single", "isolated")
+COORDINATIONS: tuple[str, ...] = ("single", "isolated", "negotiation")
+#: How the platform operators' market is solved (``negotiation``).
+NEGOTIATIONS: tuple[str, ...] = ("admm", "centralized")
 #: How the stored energy left at the end of an episode counts (``terminal_value``).
 TERMINAL_VALUES: tuple[str, ...] = ("free", "valued")
 
@@ -164,8 +166,22 @@ class MarketConfig:
     coordination: str = _opt(
         "single",
         "multi-platform scenarios (e.g. mvlv): single (one market of all agents, platforms ignored); isolated (each "
-        "platform clears its own market; what it does not match goes to the supplier at the tariff)",
+        "platform clears its own market; what it does not match goes to the supplier at the tariff); negotiation "
+        "(each platform clears its own market, then the platform operators trade the residual orders with each "
+        "other by ADMM, paying upstream_fee_per_kwh_km for the MV path)",
         COORDINATIONS,
+    )
+    negotiation: str = _opt(
+        "admm",
+        "coordination=negotiation: decentralised ADMM or the centralised (cvxpy) solution",
+        NEGOTIATIONS,
+    )
+    upstream_fee_per_kwh_km: float = _opt(
+        0.002,
+        "coordination=negotiation: network fee of an inter-platform trade, currency per kWh and km of line "
+        "between the platforms' transformers, paid by each side",
+        lo=0.0,
+        hi=1e6,
     )
     scenario_overrides: dict[str, Any] = _opt({}, "keyword overrides of the scenario builder")  # noqa: RUF009
 
@@ -193,13 +209,18 @@ class MarketConfig:
             _int(self, "start_day", 0, 10**9)
         for name in ("block_threshold_pct", "fee_per_kwh_km", "grid_penalty", "k", "preference_per_km",
                      "initial_soc", "fee_per_kwh", "fee_fixed", "redirect_w", "flex_offer_price",
-                     "flex_margin_pct"):  # fmt: skip
+                     "flex_margin_pct", "upstream_fee_per_kwh_km"):  # fmt: skip
             meta = _meta(name)
             _num(self, name, meta["lo"], meta["hi"])
         if self.grid_policy in PRE_MARKET_POLICIES and (self.grid == "none" or self.mechanism != "bilateral"):
             raise EnvConfigError(
                 f"grid_policy: {self.grid_policy!r} forbids or reprices seller→buyer pairs, so it needs "
                 f"mechanism='bilateral' and grid='linear' or 'ac', got mechanism={self.mechanism!r}, grid={self.grid!r}"
+            )
+        if self.coordination == "negotiation" and self.grid_policy not in ("report", "fee"):
+            raise EnvConfigError(
+                f"coordination: 'negotiation' works with grid_policy 'report' or 'fee' (the DSO's trade rules act "
+                f"on the local trades only), got grid_policy={self.grid_policy!r}"
             )
         if self.flex_market and (self.grid == "none" or self.dispatch != "committed"):
             raise EnvConfigError(

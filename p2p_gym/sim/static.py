@@ -65,6 +65,8 @@ class SimStatic:
     platform_members: tuple[np.ndarray, ...] = ()
     """The agents (int indices, ascending) of each local market: one group of all agents unless
     ``config.coordination`` clears a multi-platform scenario's platforms separately."""
+    platform_fee: np.ndarray | None = None
+    """float[P, P] fee per kWh (each side) of an inter-platform trade (``coordination="negotiation"``)."""
 
     @property
     def agent_ids(self) -> tuple[str, ...]:
@@ -146,6 +148,13 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
                 f"preference: expected finite float[{n}, {n}] ≥ 0, got shape {preference.shape}"
             )
 
+    linear_rules = config.grid_policy in ("block", "preblock", "redirect") or config.grid_penalty > 0
+    if sc.background_kw.shape[1] and config.grid != "none" and (linear_rules or config.flex_market):
+        raise EnvConfigError(
+            f"grid_policy: the DSO's linear rules (block, preblock, redirect, grid_penalty, flex_market) do not yet "
+            f"include the flows of scenario {sc.name!r}'s {sc.background_kw.shape[1]} background elements; use "
+            "grid_policy='report' or 'fee' without flex_market and grid_penalty on it"
+        )
     grid_model = attribution = sens_i = sens_v = i0 = max_i = None
     if config.grid != "none":
         from p2p_gym.grid import FlowAttribution, GridModel
@@ -201,7 +210,16 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         start_days=_start_days(config, n_days),
         ev=None if not committed else _ev_table(sc),
         platform_members=_platform_members(config, sc),
+        platform_fee=_platform_fee(config, sc),
     )
+
+
+def _platform_fee(config: MarketConfig, sc: Any) -> np.ndarray | None:
+    if config.coordination != "negotiation" or sc.n_platforms == 1:
+        return None
+    from p2p_gym.sim.multiscale import platform_fee
+
+    return platform_fee(config, sc)
 
 
 def _platform_members(config: MarketConfig, sc: Any) -> tuple[np.ndarray, ...]:

@@ -252,6 +252,11 @@ def step(
     cleared = stages.clear(
         cfg, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised, static.platform_members
     )
+    upstream = None
+    if static.platform_fee is not None:  # the platform operators trade what their platforms left unmatched
+        from p2p_gym.sim import multiscale
+
+        cleared, upstream = multiscale.negotiate(static, cleared, price, qty, is_buy)
 
     def physical(cleared: stages.Cleared, ordered_kw: Any = 0.0) -> tuple[np.ndarray, Any]:
         """The injection after clearing (and the DSO's flexibility orders ``ordered_kw``) and the devices'
@@ -264,7 +269,8 @@ def step(
         return stages.injections(net_kw, cleared.sold, static.is_gen, dt), None
 
     injection_kw, disp = physical(cleared)
-    grid = static.grid_model.check_batch(injection_kw) if static.grid_model is not None else None
+    background = sc.background_kw[t] if sc.background_kw.shape[1] else None  # float[B, K] non-agent elements
+    grid = static.grid_model.check_batch(injection_kw, background) if static.grid_model is not None else None
     # grid policy
     n_blocked, blocked_kwh = np.zeros(b, dtype=np.int64), np.zeros(b)
     if cfg.grid_policy == "block":
@@ -272,7 +278,7 @@ def step(
         if n_blocked.any() and (committed or static.is_gen.any()):
             # what a blocked trade would have moved is not produced or consumed: check the grid again
             injection_kw, disp = physical(cleared)
-            grid = static.grid_model.check_batch(injection_kw)
+            grid = static.grid_model.check_batch(injection_kw, background)
     # the DSO's local flexibility market on what the devices still offer
     flex_payment = np.zeros((b, n))
     lfm = None
@@ -282,9 +288,11 @@ def step(
         moved = lfm.up_kw - lfm.down_kw
         if np.any(moved != 0):
             injection_kw, disp = physical(cleared, moved)
-            grid = static.grid_model.check_batch(injection_kw)
+            grid = static.grid_model.check_batch(injection_kw, background)
     inflexible_kw = flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t]
     fees = stages.fees(static, cleared, qty, injection_kw - inflexible_kw)
+    if upstream is not None:
+        fees = fees + upstream.fees
     penalty = np.zeros((b, n))
     if grid is not None and static.sens_i is not None and cfg.grid_penalty > 0:
         from p2p_gym.grid import allocate_penalty
@@ -412,12 +420,14 @@ def step(
         - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1)),
         books=cleared.books,
         results=cleared.results,
-        **_platform_kpis(static, cleared, injection_kw * dt),
+        **_platform_kpis(static, cleared, injection_kw * dt, upstream),
     )
     return new_state, outcome
 
 
-def _platform_kpis(static: Any, cleared: stages.Cleared, net_kwh: np.ndarray) -> dict[str, np.ndarray]:
+def _platform_kpis(
+    static: Any, cleared: stages.Cleared, net_kwh: np.ndarray, upstream: Any = None
+) -> dict[str, np.ndarray]:
     """Volume within and between platforms and each platform's net exchange (multi-platform scenarios).
 
     Between platforms is known only from the individual trades: with one market of all agents on the
@@ -428,8 +438,9 @@ def _platform_kpis(static: Any, cleared: stages.Cleared, net_kwh: np.ndarray) ->
     platform_net = np.zeros((b, p))
     for k in range(p):
         platform_net[:, k] = net_kwh[:, sc.platform == k].sum(axis=1)
-    if cleared.platform_volume is not None:  # platforms cleared separately: nothing crosses them
-        return {"platform_volume_kwh": cleared.platform_volume, "inter_platform_kwh": np.zeros(b),
+    if cleared.platform_volume is not None:  # platforms cleared separately; operators may trade between them
+        inter = np.zeros(b) if upstream is None else upstream.volume
+        return {"platform_volume_kwh": cleared.platform_volume, "inter_platform_kwh": inter,
                 "platform_net_kwh": platform_net}  # fmt: skip
     if p == 1:
         return {"platform_volume_kwh": cleared.volume[:, None], "inter_platform_kwh": np.zeros(b),

@@ -115,3 +115,52 @@ def test_bad_coordination_and_platform_fields() -> None:
         base.replace(platform=np.array([0, 0, 2, 2, 0, 2]))  # platform 1 would be empty
     with pytest.raises(ScenarioError, match="platform"):
         base.replace(platform=np.array([0, 0, 1]))
+
+
+def test_negotiation_adds_inter_platform_trades_that_only_raise_welfare() -> None:
+    """Fixed dispatch, the same actions: the operators' trades replace grid exports of one platform and imports
+    of the other, so welfare is never lower than with isolated platforms; money and energy balance."""
+    sc = _scenario()
+    rng = np.random.default_rng(7)
+    statics = {
+        c: sim.build(sim.MarketConfig(grid="none", coordination=c, negotiation="centralized"), sc)
+        for c in ("isolated", "negotiation")
+    }
+    states = {c: sim.initial_state(s, days=[172]) for c, s in statics.items()}
+    inter = 0.0
+    for _ in range(96):
+        actions = rng.uniform(-1, 1, (1, 6, statics["isolated"].n_actions))
+        outs = {}
+        for c, st in statics.items():
+            states[c], outs[c] = sim.step(st, states[c], actions)
+        iso, neg = outs["isolated"], outs["negotiation"]
+        assert neg.welfare[0] >= iso.welfare[0] - 1e-9
+        # the gain is the spread on the volume that no longer goes through the supplier
+        spread = float(sc.retail_price[iso.t[0]] - sc.feed_in_price[iso.t[0]])
+        assert neg.welfare[0] - iso.welfare[0] == pytest.approx(spread * neg.inter_platform_kwh[0], abs=1e-9)
+        assert abs(neg.money_balance[0]) < 1e-9 and abs(neg.energy_balance_kwh[0]) < 1e-9
+        inter += neg.inter_platform_kwh[0]
+    assert inter > 0
+
+
+def test_admm_negotiation_equals_centralized_in_the_simulation() -> None:
+    sc = _scenario()
+    rng = np.random.default_rng(11)
+    statics = [
+        sim.build(sim.MarketConfig(grid="none", coordination="negotiation", negotiation=m), sc)
+        for m in ("admm", "centralized")
+    ]
+    states = [sim.initial_state(s, days=[172]) for s in statics]
+    for _ in range(60):
+        actions = rng.uniform(-1, 1, (1, 6, statics[0].n_actions))
+        outs = []
+        for i, st in enumerate(statics):
+            states[i], out = sim.step(st, states[i], actions)
+            outs.append(out)
+        assert outs[0].inter_platform_kwh[0] == pytest.approx(outs[1].inter_platform_kwh[0], abs=1e-4)
+        assert outs[0].welfare[0] == pytest.approx(outs[1].welfare[0], abs=1e-4)
+
+
+def test_negotiation_rejects_trade_rules_on_local_trades() -> None:
+    with pytest.raises(EnvConfigError, match="negotiation"):
+        sim.MarketConfig(coordination="negotiation", grid_policy="block", mechanism="bilateral")
