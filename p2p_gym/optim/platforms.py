@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+import numba
 import numpy as np
 
 from p2p_gym.errors import OptimError
@@ -149,14 +149,6 @@ def _fill(s: float, price: np.ndarray, qty: np.ndarray, buy: np.ndarray) -> np.n
     return fill
 
 
-def _edges(p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Directed edges of the full graph on p nodes (sorted by source): src, dst, reverse index."""
-    src, dst = np.nonzero(~np.eye(p, dtype=bool))
-    index = {(int(a), int(b)): e for e, (a, b) in enumerate(zip(src, dst))}
-    rev = np.array([index[(int(b), int(a))] for a, b in zip(src, dst)], dtype=np.int64)
-    return src, dst, rev
-
-
 def _levels(book: OperatorBook) -> tuple[np.ndarray, np.ndarray]:
     """s(π_j⁻) and s(π_j⁺) at every order's price: the operator's position with the orders priced strictly
     below π_j switched (asks sold, bids dropped), and with those priced at or below it."""
@@ -170,19 +162,21 @@ def _levels(book: OperatorBook) -> tuple[np.ndarray, np.ndarray]:
     return cum[starts[group]] - base, cum[ends[group]] - base
 
 
-def _kernel() -> Any:
-    """The compiled ADMM loop (numba, cached on disk: compiled once per installation, ~2 s)."""
-    global _KERNEL
-    if _KERNEL is None:
-        import numba
+@numba.njit(cache=True)
+def _sum_soft(rt: np.ndarray, beta_p: np.ndarray, p: int, nu: float) -> float:
+    """(ρ + 2α)·g(ν) of operator p: Σ_{q≠p} S_β(rt_q − ν), the soft threshold of each trade target."""
+    g = 0.0
+    for q in range(rt.size):
+        if q != p:
+            d = rt[q] - nu
+            if d > beta_p[q]:
+                g += d - beta_p[q]
+            elif d < -beta_p[q]:
+                g += d + beta_p[q]
+    return g
 
-        _KERNEL = numba.njit(cache=True)(_admm_loop)
-    return _KERNEL
 
-
-_KERNEL: Any = None
-
-
+@numba.njit(cache=True)
 def _admm_loop(
     price: np.ndarray,
     s_below: np.ndarray,
@@ -222,15 +216,7 @@ def _admm_loop(
             hi = start[p + 1]
             while lo < hi:
                 mid = (lo + hi) // 2
-                g = 0.0
-                for q in range(n):
-                    if q != p:
-                        d = rt[q] - price[mid]
-                        if d > beta[p, q]:
-                            g += d - beta[p, q]
-                        elif d < -beta[p, q]:
-                            g += d + beta[p, q]
-                if g / den > s_above[mid]:
+                if _sum_soft(rt, beta[p], p, price[mid]) / den > s_above[mid]:
                     lo = mid + 1
                 else:
                     hi = mid
@@ -238,15 +224,7 @@ def _admm_loop(
             v = 0.0
             found = False
             if j < start[p + 1]:
-                g = 0.0
-                for q in range(n):
-                    if q != p:
-                        d = rt[q] - price[j]
-                        if d > beta[p, q]:
-                            g += d - beta[p, q]
-                        elif d < -beta[p, q]:
-                            g += d + beta[p, q]
-                if g / den >= s_below[j] - 1e-12:
+                if _sum_soft(rt, beta[p], p, price[j]) / den >= s_below[j] - 1e-12:
                     v = price[j]
                     found = True
             if not found:
@@ -264,15 +242,7 @@ def _admm_loop(
                     m = 0.5 * (a + b)
                     if m <= a or m >= b:
                         break
-                    g = 0.0
-                    for q in range(n):
-                        if q != p:
-                            d = rt[q] - m
-                            if d > beta[p, q]:
-                                g += d - beta[p, q]
-                            elif d < -beta[p, q]:
-                                g += d + beta[p, q]
-                    if g / den > level:
+                    if _sum_soft(rt, beta[p], p, m) / den > level:
                         a = m
                     else:
                         b = m
@@ -344,7 +314,7 @@ def negotiate_admm(
         lam = warm_start.state["lam"][np.ix_(keep, keep)].copy()
     beta = fee.copy()
     np.fill_diagonal(beta, 0.0)
-    trades, lam, nu, k, r, ok = _kernel()(
+    trades, lam, nu, k, r, ok = _admm_loop(
         book.price, s_below, s_above, book.start.astype(np.int64), book.demand, beta, float(rho),
         float(alpha), float(eps), int(max_iter), x, lam,
     )  # fmt: skip

@@ -27,7 +27,6 @@ class Upstream:
 
     volume: np.ndarray  # float[B] kWh traded between platforms
     fees: np.ndarray  # float[B, N] network fees on inter-platform volume
-    iterations: np.ndarray  # int[B] ADMM iterations (0 when nothing to negotiate or centralised)
 
 
 def platform_fee(static_config: Any, sc: Any) -> np.ndarray:
@@ -58,7 +57,6 @@ def negotiate(
     residual = np.maximum(qty - cleared.bought - cleared.sold, 0.0)
     add = {k: np.zeros((b, n)) for k in ("bought", "sold", "paid", "received", "fees")}
     volume = np.zeros(b)
-    iterations = np.zeros(b, dtype=np.int64)
     for row in range(b):
         book = operator_book(price[row], residual[row], is_buy[row], sc.platform, sc.n_platforms)
         if not book.tradeable:
@@ -71,7 +69,6 @@ def negotiate(
         for key in add:
             add[key][row] = getattr(alloc, key)
         volume[row] = alloc.volume
-        iterations[row] = sol.iterations
     out = replace(
         cleared,
         bought=cleared.bought + add["bought"],
@@ -80,4 +77,4 @@ def negotiate(
         received=cleared.received + add["received"],
         volume=cleared.volume + volume,
     )
-    return out, Upstream(volume=volume, fees=add["fees"], iterations=iterations)
+    return out, Upstream(volume=volume, fees=add["fees"])

@@ -133,10 +133,34 @@ def partners(scores: np.ndarray, others: np.ndarray, peer_k: int | None) -> np.n
     return accept
 
 
-def orders_of(price: np.ndarray, qty: np.ndarray, is_buy: np.ndarray) -> market.Orders:
-    """The :class:`~p2p_gym.market.Orders` book of one row (agents with a positive quantity)."""
-    idx = np.flatnonzero(qty > 0)
+def orders_of(
+    price: np.ndarray, qty: np.ndarray, is_buy: np.ndarray, among: np.ndarray | None = None
+) -> market.Orders:
+    """The :class:`~p2p_gym.market.Orders` book of one row (agents with a positive quantity), optionally of the
+    agents ``among`` only (a platform's members; agent indices stay global)."""
+    idx = np.flatnonzero(qty > 0) if among is None else among[qty[among] > 0]
     return market.Orders(agent=idx, is_buy=is_buy[idx], price=price[idx], quantity=qty[idx])
+
+
+def _clear_kwargs(
+    config: Any,
+    n: int,
+    row: int,
+    accept: np.ndarray | None,
+    preference: np.ndarray | None,
+    retail: np.ndarray,
+    feed_in: np.ndarray,
+    everyone: np.ndarray | None,
+) -> dict[str, Any]:
+    """Keyword arguments of :func:`p2p_gym.market.clear` for book ``row`` (``everyone``: the all-True partner
+    matrix used when no partners were chosen, made once per call)."""
+    kw: dict[str, Any] = {"k": config.k, "n_agents": n}
+    if config.mechanism == "bilateral":
+        kw["partners"] = accept[row] if accept is not None else everyone
+        kw["preference"] = preference[row] if preference is not None and preference.ndim == 3 else preference
+    elif config.mechanism in COMMUNITY_RULES:
+        kw["retail_price"], kw["feed_in_price"] = float(retail[row]), float(feed_in[row])
+    return kw
 
 
 # ----------------------------------------------------------------------------------------------- clear
@@ -194,17 +218,11 @@ def clear(
         unit = np.where(np.isfinite(cp), cp, 0.0)[:, None]
         return Cleared(bought, sold, bought * unit, sold * unit, cp, vol, None, None)
     books, results = [], []
+    everyone = np.ones((n, n), dtype=bool) if mech == "bilateral" and accept is None else None
     for b in range(len(qty)):
         book = orders_of(price[b], qty[b], is_buy[b])
-        kw: dict[str, Any] = {"k": config.k, "n_agents": n}
-        if mech == "bilateral":
-            kw["partners"] = accept[b] if accept is not None else np.ones((n, n), dtype=bool)
-            kw["preference"] = (
-                preference[b] if preference is not None and preference.ndim == 3 else preference
-            )
-        elif mech in COMMUNITY_RULES:
-            kw["retail_price"], kw["feed_in_price"] = float(retail[b]), float(feed_in[b])
         books.append(book)
+        kw = _clear_kwargs(config, n, b, accept, preference, retail, feed_in, everyone)
         results.append(market.clear(book, mech, **kw))
     return _positions(n, tuple(books), tuple(results))
 
@@ -248,21 +266,12 @@ def _clear_platforms(
         books = results = None
     else:
         books_l, results_l = [], []
+        everyone = np.ones((n, n), dtype=bool) if config.mechanism == "bilateral" and accept is None else None
         for row in range(b):
             sub_books, sub_results = [], []
+            kw = _clear_kwargs(config, n, row, accept, preference, retail, feed_in, everyone)
             for k, idx in enumerate(members):
-                sel = idx[qty[row, idx] > 0]
-                book = market.Orders(
-                    agent=sel, is_buy=is_buy[row, sel], price=price[row, sel], quantity=qty[row, sel]
-                )
-                kw: dict[str, Any] = {"k": config.k, "n_agents": n}
-                if config.mechanism == "bilateral":
-                    kw["partners"] = accept[row] if accept is not None else np.ones((n, n), dtype=bool)
-                    kw["preference"] = (
-                        preference[row] if preference is not None and preference.ndim == 3 else preference
-                    )
-                elif config.mechanism in COMMUNITY_RULES:
-                    kw["retail_price"], kw["feed_in_price"] = float(retail[row]), float(feed_in[row])
+                book = orders_of(price[row], qty[row], is_buy[row], among=idx)
                 res = market.clear(book, config.mechanism, **kw)
                 sub_books.append(book)
                 sub_results.append(res)
