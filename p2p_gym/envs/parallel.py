@@ -295,7 +295,46 @@ def market_infos(out: Outcome, b: int, optimum: str = "none") -> dict[str, Any]:
         "flex_market_cost": float(out.flex_payment[b].sum()),
         "flex_activated_kwh": float(out.flex_activated_kwh[b]),
     }
+    if out.platform_net_kwh is not None and (
+        out.platform_net_kwh.shape[1] > 1 or out.upstream_prices is not None
+    ):
+        info["platforms"] = platform_infos(out, b)
     return _nan_to_none(info)
+
+
+def platform_infos(out: Outcome, b: int) -> dict[str, Any]:
+    """The two-level KPIs of book ``b`` (multi-platform scenarios or priced coordination): per platform (lists in
+    platform order) the volume traded inside it, its net export, its transformer's loading, the import/export price
+    its members faced and its operator's balance; system-wide the inter-platform volume, the MV lines' highest
+    loading, the DSO's margin, the supplier bill and the realised substation price (undefined values None)."""
+
+    def col(a: Any) -> list[Any] | None:
+        return (
+            None if a is None or a.shape[1] == 0 else [None if not np.isfinite(v) else float(v) for v in a[b]]
+        )
+
+    prices = out.upstream_prices
+    return _nan_to_none(
+        {
+            "volume_kwh": col(out.platform_volume_kwh),
+            "net_kwh": col(out.platform_net_kwh),
+            "trafo_loading_pct": col(out.platform_trafo_loading_pct),
+            "import_price": None if prices is None else col(prices[..., 0]),
+            "export_price": None if prices is None else col(prices[..., 1]),
+            "operator_balance": col(out.operator_balance),
+            "inter_platform_kwh": float(out.inter_platform_kwh[b])
+            if out.inter_platform_kwh is not None
+            else None,
+            "max_mv_line_loading_pct": (
+                float(out.mv_line_loading_max_pct[b]) if out.mv_line_loading_max_pct is not None else None
+            ),
+            "dso_balance": float(out.dso_balance[b]) if out.dso_balance is not None else None,
+            "supplier_payment": float(out.supplier_payment[b]) if out.supplier_payment is not None else None,
+            "realised_upstream_price": (
+                float(out.realised_upstream_price[b]) if out.realised_upstream_price is not None else None
+            ),
+        }
+    )
 
 
 def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:

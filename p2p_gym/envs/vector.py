@@ -270,4 +270,19 @@ class BatchedMarketEnv(SimEnvBase):
             infos["n_trades"] = out.n_trades
         if out.grid is not None:
             infos["grid"] = out.grid.kpis()
+        if out.platform_net_kwh is not None and (
+            out.platform_net_kwh.shape[1] > 1 or out.upstream_prices is not None
+        ):
+            infos["platforms"] = {
+                "volume_kwh": out.platform_volume_kwh,
+                "net_kwh": out.platform_net_kwh,
+                "trafo_loading_pct": out.platform_trafo_loading_pct,
+                "inter_platform_kwh": out.inter_platform_kwh,
+                "max_mv_line_loading_pct": out.mv_line_loading_max_pct,
+                "upstream_prices": out.upstream_prices,
+                "operator_balance": out.operator_balance,
+                "dso_balance": out.dso_balance,
+                "supplier_payment": out.supplier_payment,
+                "realised_upstream_price": out.realised_upstream_price,
+            }
         return infos

@@ -47,7 +47,11 @@ DAY_SPLITS: tuple[str, ...] = ("all", "train", "test")
 HOLDOUT_EVERY = 5
 #: How the local markets (platforms) of a multi-platform scenario relate (``coordination``; Morstyn, Savelli &
 #: Hepburn 2021, One Earth 4(5):629–638): one market of all agents, or each platform its own market.
-COORDINATIONS: tuple[str, ...] = ("single", "isolated", "negotiation")
+COORDINATIONS: tuple[str, ...] = ("single", "isolated", "negotiation", "pricing", "predictive")
+#: Architectures in which each platform settles what it does not match locally at a per-platform upstream price.
+PRICED_COORDINATIONS: tuple[str, ...] = ("pricing", "predictive")
+#: How the platform operators predict the upstream energy price (``coordination="predictive"``).
+PREDICTORS: tuple[str, ...] = ("expected", "persistence", "agents")
 #: How the platform operators' market is solved (``negotiation``).
 NEGOTIATIONS: tuple[str, ...] = ("admm", "centralized")
 #: How the stored energy left at the end of an episode counts (``terminal_value``).
@@ -168,8 +172,19 @@ class MarketConfig:
         "multi-platform scenarios (e.g. mvlv): single (one market of all agents, platforms ignored); isolated (each "
         "platform clears its own market; what it does not match goes to the supplier at the tariff); negotiation "
         "(each platform clears its own market, then the platform operators trade the residual orders with each "
-        "other by ADMM, paying upstream_fee_per_kwh_km for the MV path)",
+        "other by ADMM, paying upstream_fee_per_kwh_km for the MV path); pricing (the DSO publishes day-ahead "
+        "locational import/export prices per platform from the expected dispatch; each platform clears against "
+        "them and settles its residual with the DSO at them); predictive (each platform operator clears against its "
+        "own prediction of the upstream price, see predictor, and settles its residual ex post at the realised "
+        "locational price)",
         COORDINATIONS,
+    )
+    predictor: str = _opt(
+        "expected",
+        "coordination=predictive: the operators' upstream price prediction: expected (from the expected dispatch, "
+        "as the DSO would price it), persistence (the last realised price) or agents (learned or scripted operator "
+        "agents set it, one step ahead)",
+        PREDICTORS,
     )
     negotiation: str = _opt(
         "admm",
@@ -178,8 +193,10 @@ class MarketConfig:
     )
     upstream_fee_per_kwh_km: float = _opt(
         0.002,
-        "coordination=negotiation: network fee of an inter-platform trade, currency per kWh and km of line "
-        "between the platforms' transformers, paid by each side",
+        "network fee of the system level, currency per kWh and km of MV line: coordination=negotiation: of an "
+        "inter-platform trade over the path between the platforms' transformers, paid by each side; pricing and "
+        "predictive: the spread of a platform's import (+) and export (−) price over the path from the substation "
+        "to its transformer",
         lo=0.0,
         hi=1e6,
     )
@@ -217,10 +234,13 @@ class MarketConfig:
                 f"grid_policy: {self.grid_policy!r} forbids or reprices seller→buyer pairs, so it needs "
                 f"mechanism='bilateral' and grid='linear' or 'ac', got mechanism={self.mechanism!r}, grid={self.grid!r}"
             )
-        if self.coordination == "negotiation" and self.grid_policy not in ("report", "fee"):
+        if self.coordination in ("negotiation", *PRICED_COORDINATIONS) and self.grid_policy not in (
+            "report",
+            "fee",
+        ):
             raise EnvConfigError(
-                f"coordination: 'negotiation' works with grid_policy 'report' or 'fee' (the DSO's trade rules act "
-                f"on the local trades only), got grid_policy={self.grid_policy!r}"
+                f"coordination: {self.coordination!r} works with grid_policy 'report' or 'fee' (the DSO's trade "
+                f"rules act on the local trades only), got grid_policy={self.grid_policy!r}"
             )
         if self.flex_market and (self.grid == "none" or self.dispatch != "committed"):
             raise EnvConfigError(

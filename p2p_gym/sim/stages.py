@@ -242,6 +242,9 @@ def _clear_platforms(
 ) -> Cleared:
     """Each platform's agents clear among themselves: the same mechanism on the sub-book of every platform.
 
+    ``retail``/``feed_in``: float[B], or float[B, N] per agent when the platforms' tariffs differ (the
+    community rules of platform ``k`` use those of its first member).
+
     Positions are per agent as usual. On the per-book path the B books and results hold every platform's orders
     and trades (agent indices global; order indices offset platform by platform), so the later stages (fees, the
     DSO's rules) see all trades. ``Cleared.price`` is the volume-weighted mean of the platforms' prices (nan
@@ -252,10 +255,12 @@ def _clear_platforms(
     bought, sold, paid, received = (np.zeros((b, n)) for _ in range(4))
     plat_price = np.full((b, p), np.nan)
     plat_volume = np.zeros((b, p))
+    per_agent = np.ndim(retail) == 2
+    tariff = [(retail[:, idx[0]], feed_in[:, idx[0]]) if per_agent else (retail, feed_in) for idx in members]
     if vectorised:
         for k, idx in enumerate(members):
-            part = clear(config, len(idx), price[:, idx], qty[:, idx], is_buy[:, idx], None, None, retail,
-                         feed_in, True)  # fmt: skip
+            part = clear(config, len(idx), price[:, idx], qty[:, idx], is_buy[:, idx], None, None, *tariff[k],
+                         True)  # fmt: skip
             bought[:, idx], sold[:, idx], paid[:, idx], received[:, idx] = (
                 part.bought,
                 part.sold,
@@ -269,8 +274,10 @@ def _clear_platforms(
         everyone = np.ones((n, n), dtype=bool) if config.mechanism == "bilateral" and accept is None else None
         for row in range(b):
             sub_books, sub_results = [], []
-            kw = _clear_kwargs(config, n, row, accept, preference, retail, feed_in, everyone)
+            kw = _clear_kwargs(config, n, row, accept, preference, *tariff[0], everyone)
             for k, idx in enumerate(members):
+                if per_agent and k:
+                    kw = _clear_kwargs(config, n, row, accept, preference, *tariff[k], everyone)
                 book = orders_of(price[row], qty[row], is_buy[row], among=idx)
                 res = market.clear(book, config.mechanism, **kw)
                 sub_books.append(book)
@@ -492,6 +499,13 @@ def observations(static: Any, state: Any) -> np.ndarray:
     shape = load.shape
     tod = _TIME_OF_DAY[t * sc.step_minutes % 1440]
     cap = np.where(has_battery, sc.battery_kwh, 1.0)
+    if static.pricing is not None:  # the platform's import/export prices (coordination pricing, predictive)
+        from p2p_gym.sim.multiscale import tariffs
+
+        retail, feed_in = tariffs(static, state)[:2]
+    else:
+        retail = np.broadcast_to(np.asarray(sc.retail_price[t])[..., None], shape)
+        feed_in = np.broadcast_to(np.asarray(sc.feed_in_price[t])[..., None], shape)
     cols = [
         load / scale,
         pv / scale,
@@ -499,8 +513,8 @@ def observations(static: Any, state: Any) -> np.ndarray:
         (pv - load) / scale,
         np.broadcast_to(tod[..., 0, None], shape),
         np.broadcast_to(tod[..., 1, None], shape),
-        np.broadcast_to(np.asarray(sc.retail_price[t])[..., None], shape),
-        np.broadcast_to(np.asarray(sc.feed_in_price[t])[..., None], shape),
+        retail,
+        feed_in,
         np.broadcast_to(np.asarray(state.last_price, dtype=np.float64)[..., None], shape),
         state.last_traded / (scale * sc.dt_hours),
         np.broadcast_to(has_battery.astype(float), shape),

@@ -42,6 +42,9 @@ class SimState:
     reference_welfare: np.ndarray
     """float[B]: the episode's policy-independent reference welfare (no trade, idle batteries; nan unless
     ``compute_optimum="episode"``)."""
+    upstream_price: np.ndarray
+    """float[B, P]: each platform operator's predicted upstream energy price for the next step
+    (``coordination="predictive"``; float[B, 0] otherwise)."""
 
     @property
     def t(self) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from p2p_gym.errors import EnvConfigError
-from p2p_gym.sim.config import HOLDOUT_EVERY, MarketConfig
+from p2p_gym.sim.config import HOLDOUT_EVERY, PRICED_COORDINATIONS, MarketConfig
 from p2p_gym.sim.stages import COMMITTED_FEATURES, OBS_FEATURES
 
 __all__ = ["SimStatic", "build"]
@@ -67,6 +67,11 @@ class SimStatic:
     ``config.coordination`` clears a multi-platform scenario's platforms separately."""
     platform_fee: np.ndarray | None = None
     """float[P, P] fee per kWh (each side) of an inter-platform trade (``coordination="negotiation"``)."""
+    mv_lines: np.ndarray | None = None
+    """bool[L]: the network's lines above 1 kV (the MV level of a multi-platform scenario), when it has a net."""
+    pricing: Any = None
+    """The DSO's locational prices per platform (:class:`p2p_gym.sim.multiscale.PlatformPricing`;
+    ``coordination`` pricing or predictive)."""
 
     @property
     def agent_ids(self) -> tuple[str, ...]:
@@ -211,6 +216,8 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         ev=None if not committed else _ev_table(sc),
         platform_members=_platform_members(config, sc),
         platform_fee=_platform_fee(config, sc),
+        pricing=_pricing(config, sc, grid_model),
+        mv_lines=_mv_lines(sc),
     )
 
 
@@ -220,6 +227,27 @@ def _platform_fee(config: MarketConfig, sc: Any) -> np.ndarray | None:
     from p2p_gym.sim.multiscale import platform_fee
 
     return platform_fee(config, sc)
+
+
+def _mv_lines(sc: Any) -> np.ndarray | None:
+    if sc.net is None:
+        return None
+    net = sc.net
+    kv = net.bus.vn_kv.reindex(net.line.from_bus).to_numpy(dtype=float)
+    return np.asarray(kv > 1.0)
+
+
+def _pricing(config: MarketConfig, sc: Any, grid_model: Any) -> Any:
+    if config.coordination not in PRICED_COORDINATIONS:
+        return None
+    from p2p_gym.sim.multiscale import PlatformPricing, substation_fee
+
+    if sc.net is None:
+        raise EnvConfigError(
+            f"coordination: {config.coordination!r} prices platforms by their place in the grid, and scenario "
+            f"{sc.name!r} has none"
+        )
+    return PlatformPricing(sc, substation_fee(config, sc), grid_model)
 
 
 def _platform_members(config: MarketConfig, sc: Any) -> tuple[np.ndarray, ...]:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from p2p_gym import market
+from p2p_gym.errors import EnvConfigError
 from p2p_gym.sim import assets, stages
 from p2p_gym.sim.state import SimState
 
@@ -114,6 +115,24 @@ class Outcome:
     platform_net_kwh: np.ndarray | None = (
         None  # float[B, P] Σ members' injection · dt (+ = the platform exports)
     )
+    platform_trafo_loading_pct: np.ndarray | None = None  # float[B, P] loading of each platform's transformer
+    mv_line_loading_max_pct: np.ndarray | None = None  # float[B] highest loading of the lines above 1 kV
+    upstream_prices: np.ndarray | None = (
+        None  # float[B, P, 2] import, export price per platform (pricing, predictive)
+    )
+    realised_upstream_price: np.ndarray | None = (
+        None  # float[B] realised substation price (predictive; else nan)
+    )
+    operator_balance: np.ndarray | None = (
+        None  # float[B, P] operators' margin (predictive; float[B, 0] otherwise)
+    )
+    dso_balance: np.ndarray | None = (
+        None  # float[B] the DSO's margin as intermediary (pricing, predictive; else 0)
+    )
+    supplier_payment: np.ndarray | None = (
+        None  # float[B] what the system pays the supplier (net of its exports)
+    )
+    operator_rewards: np.ndarray | None = None  # float[B, P] each platform's welfare (pricing, predictive)
 
     def device_infos(self) -> dict[str, np.ndarray]:
         """Per-agent device set-points and private terms [B, N] (``dispatch="committed"``; empty otherwise):
@@ -174,6 +193,9 @@ def initial_state(static: Any, days: Any) -> SimState:
         per_step = np.stack([o.welfare_per_step for o in opts])
         total = np.array([o.welfare for o in opts])
         reference = np.array([o.reference_welfare for o in opts])
+    upstream = np.zeros((b, 0))
+    if cfg.coordination == "predictive":  # every predictor starts from the expected dispatch's price
+        upstream = np.repeat(static.pricing.expected(t0)[0][:, None], sc.n_platforms, axis=1)
     return SimState(
         t0=t0,
         step=np.zeros(b, dtype=np.int64),
@@ -188,11 +210,16 @@ def initial_state(static: Any, days: Any) -> SimState:
         optimum_per_step=per_step,
         optimum_welfare=total,
         reference_welfare=reference,
+        upstream_price=upstream,
     )
 
 
 def step(
-    static: Any, state: SimState, actions: np.ndarray, vectorised: bool | None = None
+    static: Any,
+    state: SimState,
+    actions: np.ndarray,
+    vectorised: bool | None = None,
+    operator_actions: np.ndarray | None = None,
 ) -> tuple[SimState, Outcome]:
     """Advance B simulations by one market interval.
 
@@ -202,6 +229,8 @@ def step(
         actions: float[B, N, A] raw actions (any values; decoded and counted here).
         vectorised: clear with the batch form of the mechanism (no individual trades). Default: when B > 1, the
             mechanism has one (uniform, community rules) and no later stage needs the trades.
+        operator_actions: float[B, P] the platform operators' actions (``coordination="predictive"`` with
+            ``predictor="agents"``; their upstream price prediction for the next step, in [−1, 1]).
 
     Returns:
         The next state and the :class:`Outcome`.
@@ -212,6 +241,22 @@ def step(
         vectorised = b > 1 and cfg.mechanism in stages.VECTORISED_MECHANISMS and not stages.needs_trades(cfg)
     t = state.t
     retail, feed_in = sc.retail_price[t], sc.feed_in_price[t]
+    priced = static.pricing is not None
+    upstream_prices = loss_factor = None
+    if (
+        priced
+    ):  # each platform's import/export price (pricing, predictive) replaces the tariff for its members
+        from p2p_gym.sim import multiscale
+
+        if cfg.predictor == "agents" and cfg.coordination == "predictive":
+            if operator_actions is None or np.shape(operator_actions) != (b, sc.n_platforms):
+                raise EnvConfigError(
+                    f"operator_actions: predictor='agents' needs float[{b}, {sc.n_platforms}] (one action per "
+                    f"platform operator), got {None if operator_actions is None else np.shape(operator_actions)}"
+                )
+        r_agent, f_agent, upstream_prices, loss_factor = multiscale.tariffs(static, state)
+    else:
+        r_agent, f_agent = retail[:, None], feed_in[:, None]
     # decode → assets → orders
     act, n_clipped, n_nonfinite = stages.decode(actions)
     committed = cfg.dispatch == "committed"
@@ -220,7 +265,7 @@ def step(
         flex = assets.flex_range(static, state)
         x = assets.target(flex, act[..., 1])
         plan = assets.plan(flex, x, (act[..., 2] + 1.0) * 0.5)
-        price = feed_in[:, None] + (act[..., 0] + 1.0) * 0.5 * (retail - feed_in)[:, None]
+        price = f_agent + (act[..., 0] + 1.0) * 0.5 * (r_agent - f_agent)
         qty = np.abs(x) * dt
         qty = np.where(qty > stages.MIN_ORDER_KWH, qty, 0.0)
         is_buy = x < 0
@@ -239,7 +284,7 @@ def step(
         )
         net_kw = sc.pv_kw[t] - sc.load_kw[t] + battery_kw
         price, qty, is_buy = stages.order_book(
-            act, net_kw, retail[:, None], feed_in[:, None], static.is_gen, sc.gen_max_kw, dt
+            act, net_kw, r_agent, f_agent, static.is_gen, sc.gen_max_kw, dt
         )
     accept = stages.partners(act[..., 3:], static.others, cfg.peer_k) if cfg.peer_selection else None
     # the DSO's pre-market rules on the forecast no-P2P state (inflexible positions)
@@ -249,8 +294,9 @@ def step(
         forecast_kw = flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t]  # the no-P2P state
         accept, preference, at_risk, forbidden = stages.pre_market(static, forecast_kw, is_buy, accept)
     # clear → injections → grid check
+    r_clear, f_clear = (r_agent, f_agent) if priced else (retail, feed_in)  # [B, N] tariffs: per platform
     cleared = stages.clear(
-        cfg, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised, static.platform_members
+        cfg, n, price, qty, is_buy, accept, preference, r_clear, f_clear, vectorised, static.platform_members
     )
     upstream = None
     if static.platform_fee is not None:  # the platform operators trade what their platforms left unmatched
@@ -303,7 +349,7 @@ def step(
         )  # fmt: skip
     # settle
     net_kwh = injection_kw * dt
-    r, f = retail[:, None], feed_in[:, None]
+    r, f = r_agent, f_agent
     st = market.settle_positions(
         cleared.bought, cleared.sold, cleared.paid, cleared.received, net_kwh, r, f, fees
     )
@@ -332,8 +378,34 @@ def step(
         private = private + terminal
     # welfare, optimum, rewards. Welfare = −(net payment to the grid) − production cost; fees are transfers.
     grid_balance = st.grid_import_cost.sum(axis=1) - st.grid_export_revenue.sum(axis=1)
-    welfare = -grid_balance - production.sum(axis=1) - private.sum(axis=1)
-    welfare_no_trade = -grid_only.sum(axis=1) - production.sum(axis=1) - private.sum(axis=1)
+    supplier = grid_balance  # what the system pays the supplier
+    no_trade_bill = grid_only
+    operator_balance = np.zeros((b, sc.n_platforms if priced else 0))
+    dso_balance = np.zeros(b)
+    realised = np.full(b, np.nan)
+    if priced:  # the DSO settles the platforms' net at the substation; operators (predictive) settle ex post
+        system_kwh = net_kwh.sum(axis=1)
+        supplier = np.maximum(-system_kwh, 0.0) * retail - np.maximum(system_kwh, 0.0) * feed_in
+        no_trade_bill = (
+            np.maximum(-net_kwh, 0.0) * retail[:, None] - np.maximum(net_kwh, 0.0) * feed_in[:, None]
+        )
+        to_upstream = grid_balance
+        if cfg.coordination == "predictive":
+            realised = multiscale.realised_price(sc, t, injection_kw)
+            imp_r, exp_r = static.pricing.prices(realised, loss_factor)
+            members = st.grid_import_cost - st.grid_export_revenue
+            operator_balance = np.zeros((b, sc.n_platforms))
+            to_upstream = np.zeros(b)
+            for k, idx in enumerate(static.platform_members or (np.arange(n),)):
+                owed = (
+                    st.grid_import_kwh[:, idx].sum(axis=1) * imp_r[:, k]
+                    - st.grid_export_kwh[:, idx].sum(axis=1) * exp_r[:, k]
+                )
+                operator_balance[:, k] = members[:, idx].sum(axis=1) - owed
+                to_upstream = to_upstream + owed
+        dso_balance = to_upstream - supplier
+    welfare = -supplier - production.sum(axis=1) - private.sum(axis=1)
+    welfare_no_trade = -no_trade_bill.sum(axis=1) - production.sum(axis=1) - private.sum(axis=1)
     if cfg.compute_optimum == "step":
         from p2p_gym.optim.step_optimum import step_optimum
 
@@ -376,7 +448,21 @@ def step(
         optimum_per_step=state.optimum_per_step,
         optimum_welfare=state.optimum_welfare,
         reference_welfare=state.reference_welfare,
+        upstream_price=(
+            multiscale.next_prediction(static, t + 1, realised, operator_actions)
+            if cfg.coordination == "predictive"
+            else state.upstream_price
+        ),
     )
+    operator_rewards = None
+    if (
+        priced
+    ):  # a platform operator's reward: its members' money plus its own balance (the platform's welfare)
+        operator_rewards = (
+            operator_balance.copy() if operator_balance.shape[1] else np.zeros((b, sc.n_platforms))
+        )
+        for k, idx in enumerate(static.platform_members or (np.arange(n),)):
+            operator_rewards[:, k] += money[:, idx].sum(axis=1)
     outcome = Outcome(
         t=t,
         battery_kw=battery_kw,
@@ -420,13 +506,19 @@ def step(
         - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1)),
         books=cleared.books,
         results=cleared.results,
-        **_platform_kpis(static, cleared, injection_kw * dt, upstream),
+        upstream_prices=upstream_prices if priced else None,
+        realised_upstream_price=realised,
+        operator_balance=operator_balance,
+        dso_balance=dso_balance,
+        supplier_payment=supplier,
+        operator_rewards=operator_rewards,
+        **_platform_kpis(static, cleared, injection_kw * dt, upstream, grid),
     )
     return new_state, outcome
 
 
 def _platform_kpis(
-    static: Any, cleared: stages.Cleared, net_kwh: np.ndarray, upstream: Any = None
+    static: Any, cleared: stages.Cleared, net_kwh: np.ndarray, upstream: Any = None, grid: Any = None
 ) -> dict[str, np.ndarray]:
     """Volume within and between platforms and each platform's net exchange (multi-platform scenarios).
 
@@ -438,16 +530,28 @@ def _platform_kpis(
     platform_net = np.zeros((b, p))
     for k in range(p):
         platform_net[:, k] = net_kwh[:, sc.platform == k].sum(axis=1)
+    trafo = np.full((b, p), np.nan)
+    if grid is not None and len(sc.platform_trafo):
+        has = sc.platform_trafo >= 0
+        trafo[:, has] = grid.trafo_loading_pct[:, sc.platform_trafo[has]]
+    mv = np.full(b, np.nan)
+    if grid is not None and static.mv_lines is not None and static.mv_lines.any():
+        mv = grid.line_loading_pct[:, static.mv_lines].max(axis=1)
+    kpis = _volumes(sc, cleared, b, upstream)
+    kpis.update(platform_net_kwh=platform_net, platform_trafo_loading_pct=trafo, mv_line_loading_max_pct=mv)
+    return kpis
+
+
+def _volumes(sc: Any, cleared: stages.Cleared, b: int, upstream: Any) -> dict[str, np.ndarray]:
+    """kWh traded within each platform float[B, P] and between platforms float[B]."""
+    p = sc.n_platforms
     if cleared.platform_volume is not None:  # platforms cleared separately; operators may trade between them
         inter = np.zeros(b) if upstream is None else upstream.volume
-        return {"platform_volume_kwh": cleared.platform_volume, "inter_platform_kwh": inter,
-                "platform_net_kwh": platform_net}  # fmt: skip
+        return {"platform_volume_kwh": cleared.platform_volume, "inter_platform_kwh": inter}
     if p == 1:
-        return {"platform_volume_kwh": cleared.volume[:, None], "inter_platform_kwh": np.zeros(b),
-                "platform_net_kwh": platform_net}  # fmt: skip
+        return {"platform_volume_kwh": cleared.volume[:, None], "inter_platform_kwh": np.zeros(b)}
     if cleared.results is None:
-        return {"platform_volume_kwh": np.full((b, p), np.nan), "inter_platform_kwh": np.full(b, np.nan),
-                "platform_net_kwh": platform_net}  # fmt: skip
+        return {"platform_volume_kwh": np.full((b, p), np.nan), "inter_platform_kwh": np.full(b, np.nan)}
     intra = np.zeros((b, p))
     inter = np.zeros(b)
     for row, res in enumerate(cleared.results):
@@ -456,4 +560,4 @@ def _platform_kpis(
         same = pb == ps
         intra[row] = np.bincount(pb[same], tr.quantity[same], p)
         inter[row] = tr.quantity[~same].sum()
-    return {"platform_volume_kwh": intra, "inter_platform_kwh": inter, "platform_net_kwh": platform_net}
+    return {"platform_volume_kwh": intra, "inter_platform_kwh": inter}
