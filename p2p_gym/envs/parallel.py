@@ -14,6 +14,7 @@ from p2p_gym.envs._build import SimEnvBase, make_static, stack_actions
 from p2p_gym.errors import EnvConfigError
 from p2p_gym.sim import OBS_BOUND, MarketConfig, Outcome, SimState, StepOutcome, initial_state, observations
 from p2p_gym.sim import step as sim_step
+from p2p_gym.sim.multiscale import OPERATOR_FEATURES, joint_observations, operator_observations
 
 
 class P2PMarketEnv(SimEnvBase, ParallelEnv):
@@ -64,8 +65,21 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
     perfect foresight, solved at reset: ``welfare_optimum`` is its schedule's welfare in this step,
     ``episode_welfare_optimum`` / ``episode_reference_welfare`` its total and the policy-independent reference,
     and ``episode_efficiency`` is set at the last step); ``episode_welfare`` (welfare so far); money and energy
-    balance residuals, grid KPIs. Values that are undefined in a
-    step (no clearing price, no optimum computed, no possible gain, a failed power flow) are ``None``.
+    balance residuals, grid KPIs; with several platforms or priced coordination, ``"platforms"``
+    (:func:`platform_infos`). Values that are undefined in a step (no clearing price, no optimum computed, no
+    possible gain, a failed power flow) are ``None``.
+
+    **Platform operators as agents** (``coordination="predictive", predictor="agents"``): one more agent per
+    platform, ``operator_<platform name>``, after the prosumers in ``possible_agents``. Its action ``Box(-1, 1,
+    (1,))`` is its prediction of the next step's upstream energy price, ``feed_in + (a + 1) / 2 · (retail −
+    feed_in)``, which (with its platform's loss factor and network charge) becomes the import/export price its
+    members face in the next step; it observes :data:`~p2p_gym.sim.multiscale.OPERATOR_FEATURES`
+    (``Box(-10, 10, (8,))``) and is rewarded with its platform's welfare per member (members' money plus its own
+    balance: what members paid it at its prices minus what it owed at the realised price). Its infos:
+    ``operator_balance``, ``prediction``, ``clipped_actions``, ``nonfinite_actions``, ``market``. The two kinds of
+    agents have different spaces; with ``pad_spaces=True`` every agent gets the prosumers' action space (an
+    operator uses entry 0) and one observation space, zero-padded to the larger dimension plus a last column that
+    is 1 for operators, as MARL libraries that share one space across agents need.
 
     Args:
         scenario: a scenario name or :class:`~p2p_gym.scenarios.Scenario`.
@@ -108,13 +122,27 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
         self.static = make_static(scenario, args, options, config)
         self.config = self.static.config
         self.render_mode = render_mode
-        self.possible_agents = list(self.static.agent_ids)
+        self.operator_agents = list(self.static.operator_ids)
+        self.possible_agents = list(self.static.agent_ids) + self.operator_agents
         self.agents: list[str] = []
         self.agent_name_mapping = {a: i for i, a in enumerate(self.possible_agents)}
         n, n_obs = self.static.n, self.static.n_obs
+        self._pad = bool(self.operator_agents) and self.config.pad_spaces
+        n_op_obs = len(OPERATOR_FEATURES)
+        if self._pad:  # one space for all: zero-padded observations plus the operator flag column
+            n_obs = max(n_obs, n_op_obs) + 1
         self._act_space = gymnasium.spaces.Box(-1.0, 1.0, (self.static.n_actions,), np.float32)
         self._obs_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (n_obs,), np.float32)
-        self._state_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (n * n_obs,), np.float32)
+        self._op_act_space = (
+            self._act_space if self._pad else gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        )
+        self._op_obs_space = (
+            self._obs_space
+            if self._pad
+            else gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (n_op_obs,), np.float32)
+        )
+        dim = n * n_obs + len(self.operator_agents) * int(self._op_obs_space.shape[0])
+        self._state_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (dim,), np.float32)
         self.rng = np.random.default_rng()
         self._seeded = False
         self.sim_state: SimState = initial_state(self.static, [0])
@@ -165,11 +193,11 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
     # ------------------------------------------------------------------------------------------- spaces
     @functools.cache  # noqa: B019 - spaces must be the same object on every call
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        return self._obs_space
+        return self._op_obs_space if agent in self.operator_agents else self._obs_space
 
     @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> gymnasium.spaces.Box:
-        return self._act_space
+        return self._op_act_space if agent in self.operator_agents else self._act_space
 
     @property
     def state_space(self) -> gymnasium.spaces.Box:
@@ -189,12 +217,36 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         if not self.agents:
             raise EnvConfigError("step: the episode is over; call reset() first")
-        act = stack_actions(actions, self.possible_agents, self.static.n_actions)
-        self.sim_state, out = sim_step(self.static, self.sim_state, act[None], vectorised=False)
+        ids, ops = self.static.agent_ids, self.operator_agents
+        op_act = None
+        if self._pad:
+            joint = stack_actions(actions, self.possible_agents, self.static.n_actions)
+            act, op_act = joint[: self.n], joint[self.n :, 0]
+        else:
+            act = stack_actions(actions, ids, self.static.n_actions)
+            if ops:
+                op_act = stack_actions(actions, ops, 1)[:, 0]
+        self.sim_state, out = sim_step(
+            self.static, self.sim_state, act[None], vectorised=False,
+            operator_actions=None if op_act is None else op_act[None],
+        )  # fmt: skip
         self.last_step = out
         done = self.steps_taken >= self.episode_steps
-        rewards = dict(zip(self.possible_agents, out.rewards[0].tolist()))
+        rewards = dict(zip(ids, out.rewards[0].tolist()))
         infos = self._infos(out)
+        if ops:
+            assert op_act is not None and out.operator_rewards is not None
+            rewards.update(zip(ops, out.operator_rewards[0].tolist()))
+            clipped = (~np.isfinite(op_act)) | (np.abs(np.nan_to_num(op_act)) > 1.0)
+            market = infos[ids[0]]["market"]
+            for k, a in enumerate(ops):
+                infos[a] = {
+                    "operator_balance": float(out.operator_balance[0, k]),
+                    "prediction": float(self.sim_state.upstream_price[0, k]),
+                    "clipped_actions": int(clipped[k]),
+                    "nonfinite_actions": int(not np.isfinite(op_act[k])),
+                    "market": market,
+                }
         terminations = dict.fromkeys(self.possible_agents, False)
         truncations = dict.fromkeys(self.possible_agents, done)
         if done:
@@ -204,7 +256,7 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
         return self._observations(), rewards, terminations, truncations, infos
 
     def state(self) -> np.ndarray:
-        return observations(self.static, self.sim_state)[0].reshape(-1)
+        return np.concatenate([o.reshape(-1) for o in self._observations().values()])
 
     def render(self) -> Any:
         if self.render_mode is None:
@@ -218,8 +270,15 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
 
     # ------------------------------------------------------------------------------------------- helpers
     def _observations(self) -> dict[str, np.ndarray]:
-        m = observations(self.static, self.sim_state)[0]
-        return {a: m[i] for i, a in enumerate(self.possible_agents)}
+        m = observations(self.static, self.sim_state)
+        if self._pad:
+            m = joint_observations(self.static, self.sim_state, m)
+        elif self.operator_agents:
+            op = operator_observations(self.static, self.sim_state)[0]
+            out = {a: m[0, i] for i, a in enumerate(self.static.agent_ids)}
+            out.update({a: op[k] for k, a in enumerate(self.operator_agents)})
+            return out
+        return {a: m[0, i] for i, a in enumerate(self.possible_agents)}
 
     def _infos(self, out: Outcome) -> dict[str, dict[str, Any]]:
         market_info = market_infos(out, 0, self.config.compute_optimum)
@@ -248,7 +307,7 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
         }
         keys = (*columns, "market")
         rows = zip(*(np.asarray(v).tolist() for v in columns.values()))
-        return {a: dict(zip(keys, (*row, market_info))) for a, row in zip(self.possible_agents, rows)}
+        return {a: dict(zip(keys, (*row, market_info))) for a, row in zip(self.static.agent_ids, rows)}
 
 
 def start_day(static: Any, day: Any, rng: np.random.Generator) -> int:

@@ -13,6 +13,7 @@ from p2p_gym.envs.parallel import start_day
 from p2p_gym.errors import EnvConfigError
 from p2p_gym.sim import OBS_BOUND, MarketConfig, Outcome, SimState, initial_state, observations
 from p2p_gym.sim import step as sim_step
+from p2p_gym.sim.multiscale import OPERATOR_FEATURES, joint_observations
 
 try:  # Gymnasium ≥ 1.1 names its autoreset modes
     from gymnasium.vector import AutoresetMode
@@ -71,7 +72,15 @@ class BatchedMarketEnv(SimEnvBase):
     ``episode_efficiency`` (with ``compute_optimum="episode"``, as in the plain env), ``gains_from_trade``,
     ``money_balance``, ``energy_balance_kwh``, ``penalty_total``; per agent
     [B, N]: :data:`AGENT_INFOS`; with a grid model ``grid``, a dict of KPI arrays [B]
-    (:meth:`p2p_gym.grid.GridBatch.kpis`).
+    (:meth:`p2p_gym.grid.GridBatch.kpis`); with several platforms or priced coordination ``platforms``, a dict of
+    the two-level KPIs (arrays [B] or [B, P], as :func:`p2p_gym.envs.parallel.platform_infos` describes).
+
+    **Platform operators as agents** (``coordination="predictive", predictor="agents"``, needs
+    ``pad_spaces=True``): the P operators follow the N prosumers in ``possible_agents`` and along the agent axis of
+    every array (N + P rows); observations are zero-padded to the larger of the prosumers' and operators'
+    dimensions plus a last column that is 1 for operators; an operator's action is entry 0 of its row (the others
+    are ignored); its reward is its platform's welfare per member. ``infos["operator_clipped_actions"]`` bool[B, P]
+    and ``infos["operator_prediction"]`` float[B, P] (the next step's price); the per-agent infos stay [B, N].
 
     Args:
         scenario: a scenario name or :class:`~p2p_gym.scenarios.Scenario`.
@@ -113,10 +122,18 @@ class BatchedMarketEnv(SimEnvBase):
         self.config = self.static.config
         self.num_envs = self.n_envs = int(n_envs)
         self.auto_reset = bool(auto_reset)
-        self.possible_agents = list(self.static.agent_ids)
-        self.n = self.static.n
+        self.operator_agents = list(self.static.operator_ids)
+        if self.operator_agents and not self.config.pad_spaces:
+            raise EnvConfigError(
+                "pad_spaces: the batched env holds all agents in one array, so with platform operators as agents "
+                "(predictor='agents') it needs pad_spaces=True"
+            )
+        self.possible_agents = list(self.static.agent_ids) + self.operator_agents
+        self.n = self.static.n + len(self.operator_agents)
         self.n_actions = self.static.n_actions
         self.n_obs = self.static.n_obs
+        if self.operator_agents:
+            self.n_obs = max(self.n_obs, len(OPERATOR_FEATURES)) + 1
         self.agent_action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.n_actions,), np.float32)
         self.agent_observation_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (self.n_obs,), np.float32)
         self.single_action_space = gymnasium.spaces.Box(-1.0, 1.0, (self.n, self.n_actions), np.float32)
@@ -170,7 +187,11 @@ class BatchedMarketEnv(SimEnvBase):
         self.sim_state = initial_state(self.static, days)
         self.last_step = None
         self._done = False
-        return observations(self.static, self.sim_state), {}
+        return self._observations(), {}
+
+    def _observations(self) -> np.ndarray:
+        obs = observations(self.static, self.sim_state)
+        return joint_observations(self.static, self.sim_state, obs) if self.operator_agents else obs
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One market interval of every sub-episode (see the class docstring for the returned arrays).
@@ -193,10 +214,19 @@ class BatchedMarketEnv(SimEnvBase):
             ) from None
         if raw.shape != (b, n, self.n_actions):
             raise EnvConfigError(f"actions: expected shape ({b}, {n}, {self.n_actions}), got {raw.shape}")
-        self.sim_state, out = sim_step(self.static, self.sim_state, raw)
+        op_act = None
+        if self.operator_agents:
+            raw, op_act = raw[:, : self.static.n], raw[:, self.static.n :, 0]
+        self.sim_state, out = sim_step(self.static, self.sim_state, raw, operator_actions=op_act)
         self.last_step = out
         infos = self._infos(out)
-        obs = observations(self.static, self.sim_state)
+        obs = self._observations()
+        rewards = out.rewards
+        if op_act is not None:
+            assert out.operator_rewards is not None
+            rewards = np.concatenate([rewards, out.operator_rewards], axis=1)
+            infos["operator_clipped_actions"] = (~np.isfinite(op_act)) | (np.abs(np.nan_to_num(op_act)) > 1.0)
+            infos["operator_prediction"] = self.sim_state.upstream_price
         done = bool(self.sim_state.step[0] >= self.episode_steps)
         truncations = np.full(b, done)
         if done:
@@ -205,7 +235,7 @@ class BatchedMarketEnv(SimEnvBase):
                 infos["final_obs"] = obs
                 infos["final_info"] = dict(infos)
                 obs, _ = self.reset()
-        return obs, out.rewards, np.zeros(b, dtype=bool), truncations, infos
+        return obs, rewards, np.zeros(b, dtype=bool), truncations, infos
 
     def render(self) -> Any:
         """``rgb_array``: a tuple of one RGB frame (uint8[H, W, 3]) per sub-episode, as Gymnasium's vector envs

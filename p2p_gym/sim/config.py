@@ -186,6 +186,12 @@ class MarketConfig:
         "agents set it, one step ahead)",
         PREDICTORS,
     )
+    pad_spaces: bool = _opt(
+        False,
+        "give every agent the same observation and action space (platform operators and prosumers zero-padded to "
+        "the larger, with a last observation column = 1 for operators), as MARL libraries with one shared space "
+        "need; the batched env requires it when operators are agents",
+    )
     negotiation: str = _opt(
         "admm",
         "coordination=negotiation: decentralised ADMM or the centralised (cvxpy) solution",
@@ -213,7 +219,7 @@ class MarketConfig:
                 )
         if not isinstance(self.scenario, str) or not self.scenario:
             raise EnvConfigError(f"scenario: must be a scenario name, got {self.scenario!r}")
-        for name in ("peer_selection", "book_stats", "flex_market"):
+        for name in ("peer_selection", "book_stats", "flex_market", "pad_spaces"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise EnvConfigError(f"{name}: must be true or false, got {value!r}")
@@ -246,6 +252,10 @@ class MarketConfig:
             raise EnvConfigError(
                 "flex_market: needs dispatch='committed' (devices that can move) and grid='linear' or 'ac', got "
                 f"dispatch={self.dispatch!r}, grid={self.grid!r}"
+            )
+        if self.predictor == "agents" and self.coordination != "predictive":
+            raise EnvConfigError(
+                f"predictor: 'agents' (operator agents) needs coordination='predictive', got {self.coordination!r}"
             )
         if self.grid_policy == "block" and self.grid == "none":  # the fee needs only the path lengths
             raise EnvConfigError("grid_policy: 'block' needs grid='linear' or 'ac', got grid='none'")

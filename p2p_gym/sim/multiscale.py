@@ -235,3 +235,66 @@ def next_prediction(
         return np.repeat(realised[:, None], p, axis=1)
     lam, _ = static.pricing.expected(np.minimum(t_next, sc.n_steps - 1))
     return np.repeat(lam[:, None], p, axis=1)
+
+
+# ----------------------------------------------------------------------------------------- operator agents
+#: Observation of a platform operator agent (``predictor="agents"``); its action sets the next step's prediction,
+#: so the features describe the next step.
+OPERATOR_FEATURES: tuple[str, ...] = (
+    "next_time_of_day_sin",
+    "next_time_of_day_cos",
+    "next_retail_price",  # currency/kWh
+    "next_feed_in_price",  # currency/kWh
+    "next_platform_net",  # Σ members' PV − load at the next step / Σ members' power scale
+    "next_system_net",  # the same over all agents
+    "current_prediction",  # the operator's price in force now (currency/kWh)
+    "last_realised_price",  # the last realised substation price (the current prediction before the first step)
+)
+
+
+def operator_observations(static: Any, state: Any) -> np.ndarray:
+    """float32[B, P, len(OPERATOR_FEATURES)]: each platform operator's observation (see :data:`OPERATOR_FEATURES`)."""
+    from p2p_gym.sim.stages import _TIME_OF_DAY, OBS_BOUND
+
+    sc = static.scenario
+    t = np.minimum(state.t + 1, sc.n_steps - 1)
+    b, p = len(t), sc.n_platforms
+    net = sc.pv_kw[t] - sc.load_kw[t]  # [B, N]
+    scale = static.power_scale
+    members = static.platform_members or (np.arange(static.n),)
+    plat = np.stack([net[:, idx].sum(axis=1) / scale[idx].sum() for idx in members], axis=1)
+    system = net.sum(axis=1) / scale.sum()
+    tod = _TIME_OF_DAY[t * sc.step_minutes % 1440]
+    pred = state.upstream_price
+    last = np.where(np.isfinite(state.last_upstream_price)[:, None], state.last_upstream_price[:, None], pred)
+    cols = [
+        np.broadcast_to(tod[:, None, 0], (b, p)),
+        np.broadcast_to(tod[:, None, 1], (b, p)),
+        np.broadcast_to(sc.retail_price[t][:, None], (b, p)),
+        np.broadcast_to(sc.feed_in_price[t][:, None], (b, p)),
+        plat,
+        np.broadcast_to(system[:, None], (b, p)),
+        pred,
+        last,
+    ]
+    return np.clip(np.stack(cols, axis=-1), -OBS_BOUND, OBS_BOUND).astype(np.float32)
+
+
+def operator_ids(sc: Any) -> tuple[str, ...]:
+    """Agent ids of the platform operators: ``operator_<platform name>``."""
+    names = sc.platform_names or tuple(f"platform{k}" for k in range(sc.n_platforms))
+    return tuple(f"operator_{name}" for name in names)
+
+
+def joint_observations(static: Any, state: Any, prosumer_obs: np.ndarray) -> np.ndarray:
+    """float32[B, N + P, D]: prosumers' then operators' observations, zero-padded to the larger dimension, plus a
+    last column that is 1 for operators (``pad_spaces=True``)."""
+    op = operator_observations(static, state)
+    b, n, d_p = prosumer_obs.shape
+    p, d_o = op.shape[1], op.shape[2]
+    d = max(d_p, d_o)
+    out = np.zeros((b, n + p, d + 1), dtype=np.float32)
+    out[:, :n, :d_p] = prosumer_obs
+    out[:, n:, :d_o] = op
+    out[:, n:, d] = 1.0
+    return out

@@ -45,6 +45,8 @@ class SimState:
     upstream_price: np.ndarray
     """float[B, P]: each platform operator's predicted upstream energy price for the next step
     (``coordination="predictive"``; float[B, 0] otherwise)."""
+    last_upstream_price: np.ndarray
+    """float[B]: the last realised substation price (``coordination="predictive"``; nan before the first step)."""
 
     @property
     def t(self) -> np.ndarray:

@@ -67,6 +67,8 @@ class SimStatic:
     ``config.coordination`` clears a multi-platform scenario's platforms separately."""
     platform_fee: np.ndarray | None = None
     """float[P, P] fee per kWh (each side) of an inter-platform trade (``coordination="negotiation"``)."""
+    operator_ids: tuple[str, ...] = ()
+    """Agent ids of the platform operators when they are agents (``predictor="agents"``), else empty."""
     mv_lines: np.ndarray | None = None
     """bool[L]: the network's lines above 1 kV (the MV level of a multi-platform scenario), when it has a net."""
     pricing: Any = None
@@ -76,6 +78,11 @@ class SimStatic:
     @property
     def agent_ids(self) -> tuple[str, ...]:
         return tuple(self.scenario.agent_ids)
+
+    @property
+    def n_operators(self) -> int:
+        """Platform operator agents (``predictor="agents"``), else 0."""
+        return len(self.operator_ids)
 
     @property
     def initial_soc_kwh(self) -> np.ndarray:
@@ -218,6 +225,7 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         platform_fee=_platform_fee(config, sc),
         pricing=_pricing(config, sc, grid_model),
         mv_lines=_mv_lines(sc),
+        operator_ids=_operator_ids(config, sc),
     )
 
 
@@ -227,6 +235,18 @@ def _platform_fee(config: MarketConfig, sc: Any) -> np.ndarray | None:
     from p2p_gym.sim.multiscale import platform_fee
 
     return platform_fee(config, sc)
+
+
+def _operator_ids(config: MarketConfig, sc: Any) -> tuple[str, ...]:
+    if config.coordination != "predictive" or config.predictor != "agents":
+        return ()
+    from p2p_gym.sim.multiscale import operator_ids
+
+    ids = operator_ids(sc)
+    clash = sorted(set(ids) & set(sc.agent_ids))
+    if clash:
+        raise EnvConfigError(f"scenario: agent id {clash[0]!r} is also a platform operator's id")
+    return ids
 
 
 def _mv_lines(sc: Any) -> np.ndarray | None:

@@ -132,7 +132,9 @@ class Outcome:
     supplier_payment: np.ndarray | None = (
         None  # float[B] what the system pays the supplier (net of its exports)
     )
-    operator_rewards: np.ndarray | None = None  # float[B, P] each platform's welfare (pricing, predictive)
+    operator_rewards: np.ndarray | None = (
+        None  # float[B, P] each platform's welfare per member (pricing, predictive)
+    )
 
     def device_infos(self) -> dict[str, np.ndarray]:
         """Per-agent device set-points and private terms [B, N] (``dispatch="committed"``; empty otherwise):
@@ -211,6 +213,7 @@ def initial_state(static: Any, days: Any) -> SimState:
         optimum_welfare=total,
         reference_welfare=reference,
         upstream_price=upstream,
+        last_upstream_price=np.full(b, np.nan),
     )
 
 
@@ -453,16 +456,17 @@ def step(
             if cfg.coordination == "predictive"
             else state.upstream_price
         ),
+        last_upstream_price=realised,
     )
     operator_rewards = None
     if (
         priced
-    ):  # a platform operator's reward: its members' money plus its own balance (the platform's welfare)
+    ):  # an operator's reward: its members' money plus its balance (the platform's welfare), per member
         operator_rewards = (
             operator_balance.copy() if operator_balance.shape[1] else np.zeros((b, sc.n_platforms))
         )
         for k, idx in enumerate(static.platform_members or (np.arange(n),)):
-            operator_rewards[:, k] += money[:, idx].sum(axis=1)
+            operator_rewards[:, k] = (operator_rewards[:, k] + money[:, idx].sum(axis=1)) / len(idx)
     outcome = Outcome(
         t=t,
         battery_kw=battery_kw,

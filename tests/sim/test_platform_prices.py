@@ -121,9 +121,10 @@ def test_pricing_accounts_balance_and_welfare_is_the_supplier_bill() -> None:
         paid = st.grid_import_cost[0].sum() - st.grid_export_revenue[0].sum()
         assert out.dso_balance[0] == pytest.approx(paid - supplier, abs=1e-9)
         assert out.welfare[0] == pytest.approx(-supplier - out.private_cost[0].sum(), abs=1e-9)
-        # a platform operator's reward is its members' money
+        # a platform operator's reward is its members' money per member
         for k in range(2):
-            assert out.operator_rewards[0, k] == pytest.approx(-out.bills[0, PLATFORM == k].sum(), abs=1e-9)
+            m = PLATFORM == k
+            assert out.operator_rewards[0, k] == pytest.approx(-out.bills[0, m].sum() / m.sum(), abs=1e-9)
 
 
 def test_predictive_operators_settle_ex_post() -> None:
