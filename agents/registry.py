@@ -101,7 +101,8 @@ def selector_from_name(name: str, env: Any, agent_id: str, k: int | None = None)
     sel, param = _split(name)
     kk = _number(param, sel, int) if param is not None else (_DEFAULT_K if k is None else int(k))
     i = env.possible_agents.index(agent_id)
-    n = len(env.possible_agents)
+    static = getattr(env, "static", None)
+    n = static.n if static is not None else len(env.possible_agents)  # prosumers (operators follow them)
     if sel == "nearest":
         return NearestPeers.from_scenario(env.scenario, i, kk)
     if sel == "greenest":
@@ -175,8 +176,13 @@ def expected_fee(env: Any, agent_id: str) -> float:
     return float(np.delete(fee[i], i).mean())
 
 
-def make_policies(spec: str | Mapping[str, Any], env: Any, **kw: Any) -> dict[str, Any]:
+def make_policies(
+    spec: str | Mapping[str, Any], env: Any, *, operators: str = "expected", **kw: Any
+) -> dict[str, Any]:
     """One policy per agent of ``env.possible_agents``.
+
+    Platform operator agents (``predictor="agents"``) get the operator rule ``operators`` (a key of
+    :data:`agents.operators.OPERATOR_RULES`) unless ``spec`` is a dict that names them.
 
     Args:
         spec: one name for every agent (``"zi-c"``), a comma-separated list cycled over the agents
@@ -188,20 +194,28 @@ def make_policies(spec: str | Mapping[str, Any], env: Any, **kw: Any) -> dict[st
     Raises:
         AgentConfigError: an unknown name or an agent id not in the env.
     """
-    agents = list(env.possible_agents)
+    from agents.operators import operator_policies
+
+    ops = operator_policies(operators, env)
+    agents = [a for a in env.possible_agents if a not in ops]
     if isinstance(spec, Mapping):
-        unknown = sorted(set(spec) - set(agents))
+        unknown = sorted(set(spec) - set(env.possible_agents))
         if unknown:
-            raise AgentConfigError(f"spec: agents {unknown} are not in the env ({agents})")
+            raise AgentConfigError(f"spec: agents {unknown} are not in the env ({env.possible_agents})")
         out = {}
         for a in agents:
             p = spec.get(a, "truthful")
             out[a] = policy_from_name(p, env, a, **kw) if isinstance(p, str) else p
+        for a, rule in ops.items():
+            p = spec.get(a, rule)
+            out[a] = operator_policies(p, env)[a] if isinstance(p, str) else p
         return out
     names = [s.strip() for s in str(spec).split(",") if s.strip()]
     if not names:
         raise AgentConfigError(f"spec: no policy name in {spec!r}")
-    return {a: policy_from_name(names[i % len(names)], env, a, **dict(kw)) for i, a in enumerate(agents)}
+    out = {a: policy_from_name(names[i % len(names)], env, a, **dict(kw)) for i, a in enumerate(agents)}
+    out.update(ops)
+    return out
 
 
 def act_all(

@@ -104,3 +104,33 @@ def test_batched_env_runs_the_padded_two_level_episode_of_the_plain_env() -> Non
             np.testing.assert_allclose(rew_b[i], [rew_p[a] for a in e.possible_agents], rtol=1e-9, atol=1e-12)
     assert trunc.all()
     assert infos["platforms"]["operator_balance"].shape == (2, 2)
+
+
+def test_operator_rules() -> None:
+    """The ``expected`` operator rule (agents.operators) acts through the env's action and observation; the built-in
+    predictor computes the same prediction inside the simulation: both runs agree step by step. The ``persistence``
+    rule predicts the last realised price it has observed, i.e. that of the step before the one just cleared."""
+    from agents import act_all, make_policies
+
+    env_a = _env(episode_steps=96)
+    env_b = P2PMarketEnv(_scenario(), **{**KW, "predictor": "expected", "episode_steps": 96})
+    pol_a = make_policies("zi-c", env_a, operators="expected")
+    pol_b = make_policies("zi-c", env_b)
+    assert set(pol_a) == set(env_a.possible_agents) and set(pol_b) == set(env_b.possible_agents)
+    obs_a, _ = env_a.reset(seed=3, options={"start_day": 172})
+    obs_b, _ = env_b.reset(seed=3, options={"start_day": 172})
+    rng_a, rng_b = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(96):
+        obs_a, rew_a, *_ = env_a.step(act_all(pol_a, obs_a, rng_a))
+        obs_b, rew_b, *_ = env_b.step(act_all(pol_b, obs_b, rng_b))
+        for a in env_b.possible_agents:
+            assert rew_a[a] == pytest.approx(rew_b[a], abs=1e-12)
+    env = _env(episode_steps=48)
+    pol = make_policies("zi-c", env, operators="persistence")
+    obs, _ = env.reset(seed=3, options={"start_day": 172})
+    realised = []
+    for k in range(48):
+        obs, _, _, _, infos = env.step(act_all(pol, obs, rng_a))
+        realised.append(infos[env.possible_agents[0]]["market"]["platforms"]["realised_upstream_price"])
+        if k >= 1:
+            assert infos["operator_north"]["prediction"] == pytest.approx(realised[k - 1], rel=1e-6)
