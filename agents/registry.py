@@ -170,7 +170,7 @@ def expected_fee(env: Any, agent_id: str) -> float:
     quote that also included it would count the fee twice); community rules take no quotes."""
     static = getattr(env, "static", None)
     fee = getattr(static, "fee_matrix", None)
-    if fee is None or static.config.mechanism == "bilateral" or len(env.possible_agents) < 2:
+    if fee is None or static is None or static.config.mechanism == "bilateral" or len(env.possible_agents) < 2:
         return 0.0
     i = env.possible_agents.index(agent_id)
     return float(np.delete(fee[i], i).mean())

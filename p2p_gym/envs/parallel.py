@@ -235,7 +235,9 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
         rewards = dict(zip(ids, out.rewards[0].tolist()))
         infos = self._infos(out)
         if ops:
-            assert op_act is not None and out.operator_rewards is not None
+            assert (
+                op_act is not None and out.operator_rewards is not None and out.operator_balance is not None
+            )
             rewards.update(zip(ops, out.operator_rewards[0].tolist()))
             clipped = (~np.isfinite(op_act)) | (np.abs(np.nan_to_num(op_act)) > 1.0)
             market = infos[ids[0]]["market"]

@@ -477,7 +477,7 @@ def _merge_sessions(
     ).astype(np.float64)
 
 
-def prosumer_assets(code: str, agent_bus: np.ndarray, n_steps: int) -> dict[str, np.ndarray]:
+def prosumer_assets(code: str, agent_bus: np.ndarray, n_steps: int) -> dict[str, Any]:
     """The flexible prosumers at ``agent_bus`` (one per bus) of the shipped SimBench extract ``code``.
 
     Aggregates every element at an agent's bus as :func:`build_flex` documents (household/commercial load,
