@@ -366,8 +366,9 @@ def market_infos(out: Outcome, b: int, optimum: str = "none") -> dict[str, Any]:
 def platform_infos(out: Outcome, b: int) -> dict[str, Any]:
     """The two-level KPIs of book ``b`` (multi-platform scenarios or priced coordination): per platform (lists in
     platform order) the volume traded inside it, its net export, its transformer's loading, the import/export price
-    its members faced and its operator's balance; system-wide the inter-platform volume, the MV lines' highest
-    loading, the DSO's margin, the supplier bill and the realised substation price (undefined values None)."""
+    its members faced and its operator's balance; system-wide the inter-platform volume, whether the operators'
+    ADMM hit its iteration cap (the centralised LP's solution was used then), the MV lines' highest loading, the
+    DSO's margin, the supplier bill and the realised substation price (undefined values None)."""
 
     def col(a: Any) -> list[Any] | None:
         return (
@@ -388,6 +389,9 @@ def platform_infos(out: Outcome, b: int) -> dict[str, Any]:
             else None,
             "max_mv_line_loading_pct": (
                 float(out.mv_line_loading_max_pct[b]) if out.mv_line_loading_max_pct is not None else None
+            ),
+            "negotiation_fallback": (
+                bool(out.negotiation_fallback[b]) if out.negotiation_fallback is not None else None
             ),
             "dso_balance": float(out.dso_balance[b]) if out.dso_balance is not None else None,
             "supplier_payment": float(out.supplier_payment[b]) if out.supplier_payment is not None else None,

@@ -308,6 +308,7 @@ class BatchedMarketEnv(SimEnvBase):
                 "net_kwh": out.platform_net_kwh,
                 "trafo_loading_pct": out.platform_trafo_loading_pct,
                 "inter_platform_kwh": out.inter_platform_kwh,
+                "negotiation_fallback": out.negotiation_fallback,
                 "max_mv_line_loading_pct": out.mv_line_loading_max_pct,
                 "upstream_prices": out.upstream_prices,
                 "operator_balance": out.operator_balance,

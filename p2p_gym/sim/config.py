@@ -53,7 +53,7 @@ PRICED_COORDINATIONS: tuple[str, ...] = ("pricing", "predictive")
 #: How the platform operators predict the upstream energy price (``coordination="predictive"``).
 PREDICTORS: tuple[str, ...] = ("expected", "persistence", "agents")
 #: How the platform operators' market is solved (``negotiation``).
-NEGOTIATIONS: tuple[str, ...] = ("admm", "centralized")
+NEGOTIATIONS: tuple[str, ...] = ("admm", "admm_async", "centralized")
 #: How the stored energy left at the end of an episode counts (``terminal_value``).
 TERMINAL_VALUES: tuple[str, ...] = ("free", "valued")
 
@@ -194,7 +194,8 @@ class MarketConfig:
     )
     negotiation: str = _opt(
         "admm",
-        "coordination=negotiation: decentralised ADMM or the centralised (cvxpy) solution",
+        "coordination=negotiation: decentralised ADMM; admm_async (each operator awake with probability 0.5 per "
+        "round, Wei & Ozdaglar 2013; the wake-ups are seeded by the scenario step); or the centralised LP (HiGHS)",
         NEGOTIATIONS,
     )
     upstream_fee_per_kwh_km: float = _opt(

@@ -51,6 +51,7 @@ class Upstream:
 
     volume: np.ndarray  # float[B] kWh traded between platforms
     fees: np.ndarray  # float[B, N] network fees on inter-platform volume
+    fallback: np.ndarray  # bool[B] the ADMM hit its iteration cap and the LP's solution was used
 
 
 def platform_fee(static_config: Any, sc: Any) -> np.ndarray:
@@ -70,9 +71,15 @@ def platform_fee(static_config: Any, sc: Any) -> np.ndarray:
 
 
 def negotiate(
-    static: Any, cleared: Cleared, price: np.ndarray, qty: np.ndarray, is_buy: np.ndarray
+    static: Any,
+    cleared: Cleared,
+    price: np.ndarray,
+    qty: np.ndarray,
+    is_buy: np.ndarray,
+    t: np.ndarray | None = None,
 ) -> tuple[Cleared, Upstream]:
-    """Operators negotiate their platforms' residual orders (``coordination="negotiation"``)."""
+    """Operators negotiate their platforms' residual orders (``coordination="negotiation"``); ``t`` int[B] the
+    scenario steps (they seed the wake-ups of ``negotiation="admm_async"``)."""
     from p2p_gym.optim.platforms import allocate, negotiate_admm, negotiate_centralized, operator_book
 
     sc, cfg = static.scenario, static.config
@@ -81,14 +88,21 @@ def negotiate(
     residual = np.maximum(qty - cleared.bought - cleared.sold, 0.0)
     add = {k: np.zeros((b, n)) for k in ("bought", "sold", "paid", "received", "fees")}
     volume = np.zeros(b)
+    fallback = np.zeros(b, dtype=bool)
     for row in range(b):
         book = operator_book(price[row], residual[row], is_buy[row], sc.platform, sc.n_platforms)
         if not book.tradeable:
             continue  # only sellers or only buyers left: nothing to negotiate
         if cfg.negotiation == "centralized":
             sol = negotiate_centralized(book, fee)
+        elif cfg.negotiation == "admm_async":
+            step_t = 0 if t is None else int(t[row])
+            sol = negotiate_admm(book, fee, asynchronous=True, rng=np.random.default_rng(step_t), max_iter=200_000)
         else:
             sol = negotiate_admm(book, fee)
+        if sol.status == "max_iter":  # not converged within the cap: the same market solved centrally instead
+            sol = negotiate_centralized(book, fee)
+            fallback[row] = True
         alloc = allocate(book, sol, fee, n)
         for key in add:
             add[key][row] = getattr(alloc, key)
@@ -101,7 +115,7 @@ def negotiate(
         received=cleared.received + add["received"],
         volume=cleared.volume + volume,
     )
-    return out, Upstream(volume=volume, fees=add["fees"])
+    return out, Upstream(volume=volume, fees=add["fees"], fallback=fallback)
 
 
 # ----------------------------------------------------------------------------------------- pricing / predictive

@@ -108,33 +108,31 @@ class Outcome:
     energy_balance_kwh: np.ndarray  # float[B] residual Σ injection · dt − (exports − imports)
     books: tuple[market.Orders, ...] | None
     results: tuple[market.ClearingResult, ...] | None
-    platform_volume_kwh: np.ndarray | None = (
-        None  # float[B, P] kWh traded between agents of the same platform
-    )
-    inter_platform_kwh: np.ndarray | None = None  # float[B] kWh traded between agents of different platforms
-    platform_net_kwh: np.ndarray | None = (
-        None  # float[B, P] Σ members' injection · dt (+ = the platform exports)
-    )
-    platform_trafo_loading_pct: np.ndarray | None = None  # float[B, P] loading of each platform's transformer
-    mv_line_loading_max_pct: np.ndarray | None = None  # float[B] highest loading of the lines above 1 kV
-    upstream_prices: np.ndarray | None = (
-        None  # float[B, P, 2] import, export price per platform (pricing, predictive)
-    )
-    realised_upstream_price: np.ndarray | None = (
-        None  # float[B] realised substation price (predictive; else nan)
-    )
-    operator_balance: np.ndarray | None = (
-        None  # float[B, P] operators' margin (predictive; float[B, 0] otherwise)
-    )
-    dso_balance: np.ndarray | None = (
-        None  # float[B] the DSO's margin as intermediary (pricing, predictive; else 0)
-    )
-    supplier_payment: np.ndarray | None = (
-        None  # float[B] what the system pays the supplier (net of its exports)
-    )
-    operator_rewards: np.ndarray | None = (
-        None  # float[B, P] each platform's welfare per member (pricing, predictive)
-    )
+    # multi-platform scenarios and coordination (p2p_gym.sim.multiscale)
+    #: float[B, P] kWh traded between agents of the same platform
+    platform_volume_kwh: np.ndarray | None = None
+    #: float[B] kWh traded between agents of different platforms
+    inter_platform_kwh: np.ndarray | None = None
+    #: float[B, P] Σ members' injection · dt (+ = the platform exports)
+    platform_net_kwh: np.ndarray | None = None
+    #: float[B, P] loading of each platform's transformer (%, nan without one or without a grid check)
+    platform_trafo_loading_pct: np.ndarray | None = None
+    #: float[B] highest loading of the lines above 1 kV (%)
+    mv_line_loading_max_pct: np.ndarray | None = None
+    #: float[B, P, 2] import, export price per platform (pricing, predictive)
+    upstream_prices: np.ndarray | None = None
+    #: float[B] realised substation price (predictive; else nan)
+    realised_upstream_price: np.ndarray | None = None
+    #: float[B, P] the operators' margin (predictive; float[B, 0] otherwise)
+    operator_balance: np.ndarray | None = None
+    #: float[B] the DSO's margin as intermediary (pricing, predictive; else 0)
+    dso_balance: np.ndarray | None = None
+    #: float[B] what the system pays the supplier, net of its exports
+    supplier_payment: np.ndarray | None = None
+    #: bool[B] the operators' ADMM hit its iteration cap and the centralised LP's solution was used (negotiation)
+    negotiation_fallback: np.ndarray | None = None
+    #: float[B, P] each platform's welfare per member: the operators' rewards (pricing, predictive)
+    operator_rewards: np.ndarray | None = None
 
     def device_infos(self) -> dict[str, np.ndarray]:
         """Per-agent device set-points and private terms [B, N] (``dispatch="committed"``; empty otherwise):
@@ -305,7 +303,7 @@ def step(
     if static.platform_fee is not None:  # the platform operators trade what their platforms left unmatched
         from p2p_gym.sim import multiscale
 
-        cleared, upstream = multiscale.negotiate(static, cleared, price, qty, is_buy)
+        cleared, upstream = multiscale.negotiate(static, cleared, price, qty, is_buy, t)
 
     def physical(cleared: stages.Cleared, ordered_kw: Any = 0.0) -> tuple[np.ndarray, Any]:
         """The injection after clearing (and the DSO's flexibility orders ``ordered_kw``) and the devices'
@@ -516,6 +514,7 @@ def step(
         dso_balance=dso_balance,
         supplier_payment=supplier,
         operator_rewards=operator_rewards,
+        negotiation_fallback=None if upstream is None else upstream.fallback,
         **_platform_kpis(static, cleared, injection_kw * dt, upstream, grid),
     )
     return new_state, outcome
