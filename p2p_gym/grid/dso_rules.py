@@ -1,10 +1,14 @@
 """The DSO's rules that shape a P2P market *before* it clears (EUniversal D5.3, 2022, §5.3), as pure functions.
 
 All functions take the linear grid model's current sensitivities ``S = sensitivities["line_current_ka_per_kw"]``
-float[L, N] (:attr:`p2p_gym.grid.GridModel.sensitivities`): ``S[l, n]`` is the signed current (kA) on line ``l``
-per kW injected by agent ``n``, so the signed flow of injections ``p`` float[N] is ``F = S p`` and the line's
-loading is the linear model's ``100 · sqrt(I0_l² + F_l²) / max_i_ka_l`` (``I0 = sensitivities["line_current_ka"]``,
-the no-load current). Every array may carry a leading batch axis B (one row per simulated episode).
+float[L, N] (:attr:`p2p_gym.grid.GridModel.sensitivities`): ``S[l, n]`` is the signed active current (kA) on line
+``l`` per kW injected by agent ``n``, so the signed active flow of injections ``p`` float[N] is ``F = A0 + S p``
+and the line's loading is the linear model's ``100 · sqrt(I0_l² + F_l²) / max_i_ka_l``. ``A0`` (``a0_ka``,
+``sensitivities["line_active_current_ka"]``, plus ``S_bg · b`` for background injections ``b``) is the signed
+active current at zero agent injection, the flows of the net's other elements; ``I0``
+(``sensitivities["line_current_ka"]``) the rest of the current at zero injection, in quadrature (reactive).
+``a0_ka=None`` takes ``A0 = 0``, the earlier model. Every array may carry a leading batch axis B (one row per
+simulated episode).
 
 **Forecast no-P2P state and at-risk lines** (:func:`at_risk_lines`). Before the market the DSO evaluates the
 state without P2P trading: every agent's inflexible net injection, its PV minus its load as forecast (here the
@@ -16,7 +20,7 @@ is ≥ ``threshold_pct`` (80 % by default; the report also uses 100 %) are *at r
 (the path accounting of :mod:`p2p_gym.grid.attribution`). On an at-risk line the pair
 
 * *loads* the line if ``ΔS_l(s, b)`` has the sign of ``F_l`` (the loading rises; on a line whose active flow
-  is exactly 0 but which is at risk through its no-load current, any non-zero ``ΔS`` loads it),
+  is exactly 0 but which is at risk through its reactive current ``I0``, any non-zero ``ΔS`` loads it),
 * *relieves* it if ``ΔS_l(s, b)`` has the opposite sign,
 * is *neutral* if ``|ΔS_l(s, b)| ≤ tol · max |S|`` (agents on the same side of the line: their sensitivities
   differ only by the finite-difference noise of the linear model, ~1e-4 of the largest entry).
@@ -54,8 +58,9 @@ so a forbidden-pair rule cannot shape them; the nearest equivalents are zonal sp
 of the feeder, so that no forbidden pair shares a book — this also blocks the pairs' allowed direction) or the
 post-clearing block rule :func:`p2p_gym.grid.blocked_trades`.
 
-Transformers work the same way with the model's ``trafo_loading_pct_per_kw`` as ``sens_i``, a limit of 100 and the
-no-load loading ``trafo_loading_pct`` as ``i0_ka`` (the model's transformer loading has the same formula).
+Transformers work the same way with the model's ``trafo_loading_pct_per_kw`` as ``sens_i``, a limit of 100, the
+reactive loading ``trafo_loading_pct`` as ``i0_ka`` and the active loading at zero injection
+``trafo_active_loading_pct`` as ``a0_ka`` (the model's transformer loading has the same formula).
 """
 
 from __future__ import annotations
@@ -146,21 +151,30 @@ def _is_buy(is_buy: Any, n: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- the rules
 def at_risk_lines(
-    sens_i: Any, max_i_ka: Any, i0_ka: Any, injection_kw: Any, threshold_pct: float = 80.0
+    sens_i: Any,
+    max_i_ka: Any,
+    i0_ka: Any,
+    injection_kw: Any,
+    threshold_pct: float = 80.0,
+    *,
+    a0_ka: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """At-risk lines of the forecast no-P2P state: loading ≥ ``threshold_pct`` under ``injection_kw``.
 
     Args:
         sens_i: float[L, N], signed line current (kA) per kW injected by each agent.
         max_i_ka: float[L] ≥ 0, thermal limits (kA); lines with a limit of 0 have loading 0 (as in the model).
-        i0_ka: float[L] ≥ 0, the no-load current (kA), ``sensitivities["line_current_ka"]``.
+        i0_ka: float[L] ≥ 0, the reactive current at zero injection (kA), ``sensitivities["line_current_ka"]``.
         injection_kw: float[N] or float[B, N], net injections (kW, positive = export), e.g.
             ``scenario.net_kw[t]``.
         threshold_pct: loading (%) from which a line is at risk (≥).
+        a0_ka: float[L] or float[B, L], signed active current at zero agent injection (kA),
+            ``sensitivities["line_active_current_ka"]`` (plus ``S_bg @ b`` for background injections ``b``,
+            per row when they vary); None = zeros.
 
     Returns:
-        ``(at_risk, flow_ka)``: bool[L] (or [B, L]) and the signed active-power-driven flow ``S p`` float[L]
-        (or [B, L]) in kA.
+        ``(at_risk, flow_ka)``: bool[L] (or [B, L]) and the signed active flow ``A0 + S p`` float[L] (or [B, L])
+        in kA, whose sign :func:`pair_effects` uses.
 
     Raises:
         GridError: a shape, a non-finite value, a negative limit/current or threshold (names the argument).
@@ -181,6 +195,14 @@ def at_risk_lines(
     if not isinstance(thr, (int, float, np.integer, np.floating)) or not (np.isfinite(thr) and thr >= 0):
         raise GridError(f"threshold_pct: must be a finite number ≥ 0 (%), got {thr!r}")
     flow = inj @ s.T
+    if a0_ka is not None:
+        a0 = _lines("a0_ka", a0_ka, n_lines)
+        if a0.ndim == 2 and (inj.ndim != 2 or len(a0) != len(inj)):
+            raise GridError(
+                f"a0_ka: a batch float[B, {n_lines}] needs injection_kw float[B, {n}] with the same B, got "
+                f"{a0.shape} and {inj.shape}"
+            )
+        flow = a0 + flow
     pct_per_ka = np.divide(100.0, lim, out=np.zeros(n_lines), where=lim > 0)
     loading = np.sqrt(i0**2 + flow**2) * pct_per_ka
     return loading >= float(thr), flow
@@ -192,7 +214,8 @@ def pair_effects(sens_i: Any, at_risk: Any, flow: Any, tol: float = 1e-3) -> tup
     Args:
         sens_i: float[L, N] (kA per kW).
         at_risk: bool[L] or bool[B, L], from :func:`at_risk_lines`.
-        flow: float[L] or float[B, L], the signed flow of the no-P2P state (or just its sign).
+        flow: float[L] or float[B, L], the signed active flow ``A0 + S p`` of the no-P2P state (or just its
+            sign), as :func:`at_risk_lines` returns it.
         tol: a pair is neutral on line l if ``|S[l, s] − S[l, b]| ≤ tol · max |S|``.
 
     Returns:

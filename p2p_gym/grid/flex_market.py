@@ -8,7 +8,7 @@ by up to ``D_i`` kW at ``c⁻_i`` (curtail PV, charge a battery); the upstream g
 the linear programme
 
     min_{u, d}  Σ_i (c⁺_i u_i + c⁻_i d_i)
-    s.t.        |F⁰_l + Σ_i S_{l,i} (u_i − d_i)| ≤ H_l      for every rated line l,
+    s.t.        −H_l ≤ F⁰_l + Σ_i S_{l,i} (u_i − d_i) ≤ H_l      for every rated line l,
                 0 ≤ u_i ≤ U_i,   0 ≤ d_i ≤ D_i,
 
 with HiGHS (Huangfu & Hall 2018, Math. Prog. Comp. 10:119–142) through ``scipy.optimize.linprog(method="highs")``.
@@ -17,16 +17,21 @@ activates both directions of one agent with positive prices (lowering both by th
 costs less); among equally cheap activations (e.g. zero prices) the solver picks one.
 
 **Grid model.** The flows are those of :class:`~p2p_gym.grid.GridModel`'s linear mode: ``S`` float[L, N] are the
-signed line-current sensitivities (kA per kW, ``sensitivities["line_current_ka_per_kw"]``), ``F⁰ = S p`` the
-active-power-driven line currents after the P2P market, and the environment's linear check computes the loading
-``|I_l| / I^max_l`` with ``|I_l| = √(I0_l² + (S_l·p)²)``, where ``I0`` is the no-load (charging) current
-(``sensitivities["line_current_ka"]``). A line is within a loading target ``τ`` (%) exactly when
+signed line-current sensitivities (kA per kW, ``sensitivities["line_current_ka_per_kw"]``), ``A0`` float[L] the
+signed active current at zero agent injection (``a0_ka``: ``sensitivities["line_active_current_ka"]``, plus
+``S_bg · b`` for the background injections ``b`` of the step; None = 0), ``F⁰ = A0 + S p`` the signed active
+line currents after the P2P market, and the environment's linear check computes the loading ``|I_l| / I^max_l``
+with ``|I_l| = √(I0_l² + (A0_l + S_l·p)²)``, where ``I0`` is the rest of the current at zero injection, in
+quadrature (reactive: cable charging, reactive loads; ``sensitivities["line_current_ka"]``). A line is within a
+loading target ``τ`` (%) exactly when
 
-    √(I0_l² + (S_l·p)²) ≤ τ/100 · I^max_l   ⇔   |S_l·p| ≤ H_l := √((τ/100 · I^max_l)² − I0_l²),
+    √(I0_l² + (A0_l + S_l·p)²) ≤ τ/100 · I^max_l   ⇔   −H_l − A0_l ≤ S_l·p ≤ H_l − A0_l,
+    H_l := √((τ/100 · I^max_l)² − I0_l²),
 
 the same headroom as the line rows of the episode optimum (:mod:`p2p_gym.optim.episode`); a line that ``I0`` alone
-puts above ``τ`` can never be relieved. Lines without a rating (``I^max ≤ 0``) are never counted as overloaded by
-the check and are left out here too.
+puts above ``τ`` can never be relieved. With ``A0 = 0`` (``a0_ka=None``) this is the symmetric ``|S_l·p| ≤ H_l``
+of the earlier model, whose check ignored the active flows of the net's non-agent elements. Lines without a
+rating (``I^max ≤ 0``) are never counted as overloaded by the check and are left out here too.
 
 **Which lines.** Every rated line is constrained — a congested line must come down to its target, and a line that
 was within limits must not be pushed over it, which is the same inequality. Lines that cannot leave
@@ -179,6 +184,8 @@ def clear_flex_market(
     offer: FlexOffer,
     dt_hours: float,
     margin_pct: float = 0.0,
+    *,
+    a0_ka: Any = None,
 ) -> FlexMarketResult:
     """Clear the DSO's local flexibility market for one step (see the module docstring for the formulation).
 
@@ -186,11 +193,15 @@ def clear_flex_market(
         sens_i: float[L, N], kA/kW: signed line-current sensitivities ``S`` (the linear
             :class:`~p2p_gym.grid.GridModel`'s ``sensitivities["line_current_ka_per_kw"]``).
         max_i_ka: float[L], kA ≥ 0: line ratings (``GridModel.max_i_ka``; lines with 0 are not limited).
-        i0_ka: float[L], kA ≥ 0: no-load line currents (``sensitivities["line_current_ka"]``).
+        i0_ka: float[L], kA ≥ 0: the reactive (quadrature) line currents at zero injection
+            (``sensitivities["line_current_ka"]``).
         injection_kw: float[N], kW: net injections after the P2P market (positive = export).
         offer: a :class:`FlexOffer` with float[N] arrays.
         dt_hours: step length in hours (> 0), for the cost.
         margin_pct: in [0, 100): the DSO brings every line to at most ``100 − margin_pct`` % once it acts.
+        a0_ka: float[L], kA, signed: the active line currents at zero agent injection ``A0``
+            (``sensitivities["line_active_current_ka"]``, plus ``line_current_ka_per_kw_background @ b`` when the
+            model has background injections ``b``); None = zeros (the earlier model without base flows).
 
     Returns:
         A :class:`FlexMarketResult`.
@@ -202,6 +213,7 @@ def clear_flex_market(
     s, imax, i0 = _validate_grid(sens_i, max_i_ka, i0_ka)
     n = s.shape[1]
     p = _validate_injection(injection_kw, n, batched=False)
+    a0 = _validate_a0(a0_ka, len(imax), None)
     if not isinstance(offer, FlexOffer):
         raise GridError(f"offer: expected a FlexOffer, got {type(offer).__name__}")
     if offer.up_kw.shape != (n,):
@@ -210,8 +222,8 @@ def clear_flex_market(
         )
     dt, target = _validate_scalars(dt_hours, margin_pct)
     lines = _Lines(s, imax, i0, target)
-    before = lines.loading_pct(p[None, :])[0]
-    return _clear_row(lines, p, before, offer.up_kw, offer.down_kw, offer.up_price, offer.down_price, dt)
+    before = lines.loading_pct(p[None, :], a0)[0]
+    return _clear_row(lines, p, a0, before, offer.up_kw, offer.down_kw, offer.up_price, offer.down_price, dt)
 
 
 def clear_flex_market_batch(
@@ -222,10 +234,14 @@ def clear_flex_market_batch(
     offer: FlexOffer,
     dt_hours: float,
     margin_pct: float = 0.0,
+    *,
+    a0_ka: Any = None,
 ) -> FlexMarketBatch:
     """Clear the local flexibility market for B steps: ``injection_kw`` float[B, N] and an ``offer`` with float[B, N]
     arrays (float[N] arrays are the same offer in every row). The loadings before are one matrix product; one LP is
-    solved per congested row. Arguments and errors as :func:`clear_flex_market`."""
+    solved per congested row. ``a0_ka`` may be float[L] (every row) or float[B, L] (per row, e.g. with the step's
+    background flows ``sensitivities["line_active_current_ka"] + background_kw[t] @ S_bg.T``). Other arguments and
+    errors as :func:`clear_flex_market`."""
     s, imax, i0 = _validate_grid(sens_i, max_i_ka, i0_ka)
     n = s.shape[1]
     inj = _validate_injection(injection_kw, n, batched=True)
@@ -237,12 +253,14 @@ def clear_flex_market_batch(
             f"offer: expected float[{b}, {n}] or float[{n}] arrays, got shape {offer.up_kw.shape}"
         )
     dt, target = _validate_scalars(dt_hours, margin_pct)
+    a0 = np.broadcast_to(_validate_a0(a0_ka, len(imax), b), (b, len(imax)))
     up, down = np.broadcast_to(offer.up_kw, (b, n)), np.broadcast_to(offer.down_kw, (b, n))
     up_price, down_price = np.broadcast_to(offer.up_price, (b, n)), np.broadcast_to(offer.down_price, (b, n))
     lines = _Lines(s, imax, i0, target)
-    before = lines.loading_pct(inj)
+    before = lines.loading_pct(inj, a0)
     rows = [
-        _clear_row(lines, inj[k], before[k], up[k], down[k], up_price[k], down_price[k], dt) for k in range(b)
+        _clear_row(lines, inj[k], a0[k], before[k], up[k], down[k], up_price[k], down_price[k], dt)
+        for k in range(b)
     ]
     return FlexMarketBatch(
         status=tuple(r.status for r in rows),
@@ -267,14 +285,16 @@ class _Lines:
         self.head = line_headroom_ka(imax, i0, target_pct)  # NaN: I0 alone exceeds the target
         self.hopeless = self.rated & np.isnan(self.head)
 
-    def loading_pct(self, inj: np.ndarray) -> np.ndarray:
-        """float[B, L]: the environment's linear loading, √(I0² + (S p)²) / I^max (GridModel._check_rows)."""
-        return np.sqrt(self.i0**2 + (inj @ self.s.T) ** 2) * self.pct_per_ka
+    def loading_pct(self, inj: np.ndarray, a0: np.ndarray) -> np.ndarray:
+        """float[B, L]: the environment's linear loading, √(I0² + (A0 + S p)²) / I^max (GridModel._check_linear),
+        for injections float[B, N] and base active currents ``a0`` float[L] or [B, L]."""
+        return np.sqrt(self.i0**2 + (a0 + inj @ self.s.T) ** 2) * self.pct_per_ka
 
 
 def _clear_row(
     lines: _Lines,
     p: np.ndarray,
+    a0: np.ndarray,
     before: np.ndarray,
     up: np.ndarray,
     down: np.ndarray,
@@ -296,7 +316,7 @@ def _clear_row(
     s = lines.s[lines.rated]
     imax = lines.imax[lines.rated]
     head = lines.head[lines.rated]
-    f0 = s @ p
+    f0 = a0[lines.rated] + s @ p  # the signed active currents after the P2P market
     # Screening: the interval of F⁰ + S (u − d) over the offered box; lines that cannot leave [−H, H] are dropped.
     pos, neg = np.maximum(s, 0.0), np.minimum(s, 0.0)
     top = f0 + pos @ up - neg @ down
@@ -319,7 +339,7 @@ def _clear_row(
         return unchanged("infeasible")
     u = np.clip(x[:n], 0.0, up)
     d = np.clip(x[n:], 0.0, down)
-    after = lines.loading_pct((p + u - d)[None, :])[0]
+    after = lines.loading_pct((p + u - d)[None, :], a0)[0]
     # The point HiGHS returns meets the rows it was given; anything more than round-off above is a solver fault.
     if np.any(after > lines.target_pct + 1e-6):
         worst = int(np.argmax(after))
@@ -382,6 +402,19 @@ def _validate_grid(sens_i: Any, max_i_ka: Any, i0_ka: Any) -> tuple[np.ndarray, 
     if i0.shape != (n_lines,):
         raise GridError(f"i0_ka: expected shape ({n_lines},) (one no-load current per line), got {i0.shape}")
     return s, imax, i0
+
+
+def _validate_a0(a0_ka: Any, n_lines: int, rows: int | None) -> np.ndarray:
+    """float[L] (or float[B, L] when ``rows`` is B) signed base active currents; zeros for None."""
+    if a0_ka is None:
+        return np.zeros(n_lines)
+    a0 = _float_array("a0_ka", a0_ka)
+    if a0.shape == (n_lines,) or (rows is not None and a0.shape == (rows, n_lines)):
+        return a0
+    want = f"({n_lines},)" if rows is None else f"({n_lines},) or ({rows}, {n_lines})"
+    raise GridError(
+        f"a0_ka: expected shape {want} (one signed active current per line of sens_i, kA), got {a0.shape}"
+    )
 
 
 def _validate_injection(injection_kw: Any, n: int, batched: bool) -> np.ndarray:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from p2p_gym.errors import GridEngineError, GridError
 
@@ -179,9 +180,10 @@ class GridBatch:
 
 
 def line_headroom_ka(max_i_ka: np.ndarray, i0_ka: np.ndarray, loading_pct: float = 100.0) -> np.ndarray:
-    """float[L], kA: the bound ``H_l`` on the active-power-driven current ``|s_l·p|`` that keeps line l at or below
-    ``loading_pct`` in the linear model (whose current is ``√(I0² + (s·p)²)``): ``√((loading_pct/100 · I^max_l)² −
-    I0_l²)``; NaN where ``I0`` alone exceeds it. Used by every linear line limit (the flexibility market, the
+    """float[L], kA: the bound ``H_l`` on the signed active current ``|A0_l + s_l·p|`` that keeps line l at or below
+    ``loading_pct`` in the linear model (whose current is ``√(I0² + (A0 + s·p)²)``, :meth:`GridModel._build_linear`):
+    ``H_l = √((loading_pct/100 · I^max_l)² − I0_l²)``, so the limit on the injections is ``−H_l − A0_l ≤ s_l·p ≤
+    H_l − A0_l``; NaN where ``I0`` alone exceeds it. Used by every linear line limit (the flexibility market, the
     episode optimum)."""
     limit = np.asarray(max_i_ka, dtype=float) * loading_pct / 100.0
     head = limit**2 - np.asarray(i0_ka, dtype=float) ** 2
@@ -407,10 +409,16 @@ class GridModel:
         (:func:`p2p_gym.grid.lightsim.prepare_net` lists what it does not), else pandapower;
         :attr:`engine` is the one chosen and :attr:`engine_fallback` says why pandapower was.
 
-    * ``mode="linear"``: sensitivities of signed line/transformer currents and bus voltages to each agent's (and
-      each background element's) injection, computed once by central finite differences of AC power flows (with
-      the engine above) around zero injection; a check is then one matrix-vector product (line loading =
-      |signed current| / limit).
+    * ``mode="linear"``: sensitivities of the signed active line/transformer currents and of bus voltages to each
+      agent's (and each background element's) injection, computed once by central finite differences of AC power
+      flows (with the engine above) around zero injection; a check is then one matrix-vector product. A branch
+      current is ``√(I0² + (A0 + S p)²)`` (:meth:`_build_linear`, :attr:`sensitivities`): ``A0`` the signed active
+      part at zero injection (the flows of the net's other elements), ``I0`` the reactive rest, ``S`` the slopes;
+      line loading = current / limit. On ``mvlv``, whose zero-injection state carries large base flows, a day of
+      real injections with background gives linear losses within 1.7 % of AC, line loadings within 1.1 points,
+      transformer loadings within 1.6 (the HV/MV ones within 0.5) and voltages within 0.004 p.u.
+      (tests/grid/test_linear_decomposition.py; the earlier ``√(I0² + (S p)²)`` put the HV/MV transformers at
+      308 % instead of 36 % and the losses at 3,594 kW instead of 520 kW).
 
     Agents are the ``sgen`` elements of ``scenario.net`` named after the agent ids. **Background injections**
     (optional ``scenario.background_ids``, K more ``sgen`` names: the grid's loads and generators that are not
@@ -488,11 +496,14 @@ class GridModel:
         self._p_base[self._sgen_pos] = 0.0
         self._p_base[self._bg_pos] = 0.0
         line, trafo = self._net.line, self._net.trafo
-        self.max_i_ka = line.max_i_ka.to_numpy(dtype=float, copy=True)
+        i_max = (line.max_i_ka * line.df * line.parallel).to_numpy(dtype=float)
+        self.max_i_ka = i_max
+        """float[L], kA: each line's thermal limit as pandapower's loading counts it, ``max_i_ka · df · parallel``
+        of ``net.line`` (the current ``i_ka`` is that of all parallel systems; 0 = unrated). The linear model's
+        loading and the consumers of its sensitivities (``max_i_ka`` arguments) use it too."""
         self.n_lines = len(line)
         self.n_trafos = len(trafo)
         self.n_buses = len(self._net.bus)
-        i_max = (line.max_i_ka * line.df * line.parallel).to_numpy(dtype=float)
         self._line_pct_per_ka = np.full(self.n_lines, np.inf)  # pandapower: inf loading where the rating is 0
         np.divide(100.0, i_max, out=self._line_pct_per_ka, where=i_max != 0)
         self.last_injection_kw = np.zeros(self.n_agents)
@@ -603,8 +614,11 @@ class GridModel:
         )
 
     def _check_linear(self, inj: np.ndarray, bg: np.ndarray) -> GridBatch:
-        flow = inj @ self._lin_si.T
-        t_flow = inj @ self._lin_st.T
+        """The linear model for rows ``inj`` float[B, N] and ``bg`` float[B, K]: signed active currents (and
+        transformer loadings) ``A0 + S p + S_bg b`` in quadrature with the reactive ``I0``, voltages
+        ``v0 + S_v p + S_v,bg b``, losses anchored at the AC flow at zero injection (class docstring)."""
+        flow = self._lin_ia0 + inj @ self._lin_si.T
+        t_flow = self._lin_ta0 + inj @ self._lin_st.T
         vm = self._lin_v0 + inj @ self._lin_sv.T
         if self.n_background:
             flow += bg @ self._lin_si_bg.T
@@ -675,11 +689,15 @@ class GridModel:
     def _build_linear(self, delta_kw: float) -> None:
         """Finite differences of AC flows around zero injection, one ± pair per distinct agent/background bus.
 
-        A branch current is modelled as ``|I| = sqrt(I0² + (s · p)²)``: ``I0`` is the (reactive) no-load current
-        (cable charging, transformer magnetising) at zero injection and ``s · p`` the active-power-driven part,
-        linear in the injections. ``s`` is recovered from ``sqrt(|I(±δ)|² − I0²) / δ`` signed by the direction
-        of the active flow. Bus voltages are linear: ``v = v0 + S_v p`` (central differences). All ``1 + 2·(number
-        of buses)`` flows go to the engine at once (one call into C++ with lightsim2grid).
+        A branch current is modelled as ``|I| = sqrt(I0² + (A0 + s · p)²)``: ``A0 + s · p`` is its active part,
+        ``P / (√3 · V)`` of the active flow ``P`` at the from bus (transformers: at the HV side, as a loading in %),
+        linear in the injections, with ``A0`` its value at zero injection (the flows of the non-agent elements the
+        net keeps) and ``s`` central differences of ``P``; ``I0`` is the rest of the current at zero injection,
+        in quadrature (reactive: cable charging, transformer magnetising, reactive loads). An earlier form,
+        ``sqrt(I0² + (s · p)²)`` with ``s`` from the current magnitudes, overstated the slope wherever the base
+        flow is active: 8× on the loading of the HV/MV transformers of ``mvlv``. Bus voltages are linear:
+        ``v = v0 + S_v p`` (central differences). All ``1 + 2·(number of buses)`` flows go to the engine at once
+        (one call into C++ with lightsim2grid).
         """
         pos = np.concatenate([self._sgen_pos, self._bg_pos])
         bus = self._net.sgen.bus.to_numpy()[pos]
@@ -696,31 +714,38 @@ class GridModel:
         if len(bad):
             b = uniq[(int(bad[0]) - 1) // 2]
             raise GridError(f"delta_kw: AC flow with ±{delta_kw} kW at bus {b} does not converge")
-        i = flows.line_i_ka
-        si = np.sign(flows.line_p_from_mw)
-        t = flows.trafo_pct
-        st = np.sign(flows.trafo_p_hv_mw)
-        v = flows.vm_pu
-        i0, t0, v0 = i[0], t[0], v[0]
+        line, trafo = self._net.line, self._net.trafo
+        bus_at = pd.Index(self._net.bus.index)
+        v0 = flows.vm_pu[0]
+        vn = self._net.bus.vn_kv.to_numpy(dtype=float)
+        # kA of current per MW of active flow at the line's from bus (I = P / (√3 · V)), and % of transformer
+        # loading per MW at its HV side (pandapower: I_hv · vn_hv · √3 / (sn · parallel · df) · 100)
+        fb = bus_at.get_indexer(line.from_bus)
+        ka_per_mw = 1.0 / (np.sqrt(3.0) * vn[fb] * v0[fb])
+        hb = bus_at.get_indexer(trafo.hv_bus)
+        pct_per_mw = (
+            100.0 * trafo.vn_hv_kv.to_numpy(float)
+            / (vn[hb] * v0[hb] * (trafo.sn_mva * trafo.parallel * trafo.df).to_numpy(float))
+        )  # fmt: skip
         plus, minus = slice(1, None, 2), slice(2, None, 2)
-        di = 0.5 * (
-            si[plus] * np.sqrt(np.clip(i[plus] ** 2 - i0**2, 0, None))
-            - si[minus] * np.sqrt(np.clip(i[minus] ** 2 - i0**2, 0, None))
-        )
-        dt = 0.5 * (
-            st[plus] * np.sqrt(np.clip(t[plus] ** 2 - t0**2, 0, None))
-            - st[minus] * np.sqrt(np.clip(t[minus] ** 2 - t0**2, 0, None))
-        )
-        dv = 0.5 * (v[plus] - v[minus])
+        # the active parts at zero injection (signed) and their slopes; the rest of the base current is reactive
+        ia0 = flows.line_p_from_mw[0] * ka_per_mw
+        ta0 = flows.trafo_p_hv_mw[0] * pct_per_mw
+        i0 = np.sqrt(np.clip(flows.line_i_ka[0] ** 2 - ia0**2, 0.0, None))
+        t0 = np.sqrt(np.clip(flows.trafo_pct[0] ** 2 - ta0**2, 0.0, None))
+        di = 0.5 * (flows.line_p_from_mw[plus] - flows.line_p_from_mw[minus]) * ka_per_mw
+        dt = 0.5 * (flows.trafo_p_hv_mw[plus] - flows.trafo_p_hv_mw[minus]) * pct_per_mw
+        dv = 0.5 * (flows.vm_pu[plus] - flows.vm_pu[minus])
+        i0 = np.where(line.in_service.to_numpy(dtype=bool), i0, 0.0)
         col = np.searchsorted(uniq, bus)  # column of each agent/background element: its bus's ± pair
         s_i, s_t, s_v = (di[col] / delta_kw).T, (dt[col] / delta_kw).T, (dv[col] / delta_kw).T
         n = self.n_agents
         self._lin_i0, self._lin_t0, self._lin_v0 = i0**2, t0**2, v0
+        self._lin_ia0, self._lin_ta0 = ia0, ta0
         self._lin_si, self._lin_st, self._lin_sv = s_i[:, :n], s_t[:, :n], s_v[:, :n]
         self._lin_si_bg, self._lin_st_bg, self._lin_sv_bg = s_i[:, n:], s_t[:, n:], s_v[:, n:]
         with np.errstate(divide="ignore"):
             self._lin_pct_per_ka = np.where(self.max_i_ka > 0, 100.0 / self.max_i_ka, 0.0)
-        line, trafo = self._net.line, self._net.trafo
         self._lin_r_ohm = (line.r_ohm_per_km * line.length_km / line.parallel).to_numpy(dtype=float)
         self._lin_r_ohm[~line.in_service.to_numpy(dtype=bool)] = 0.0
         on = trafo.in_service.to_numpy(dtype=bool)
@@ -728,7 +753,9 @@ class GridModel:
             on, (trafo.vkr_percent * trafo.sn_mva * trafo.parallel).to_numpy(float) * 10.0, 0
         )
         self._lin_df = trafo.df.to_numpy(dtype=float)
-        self._lin_var0_kw = float(self._variable_losses_kw(np.sqrt(i0**2)[None], np.sqrt(t0**2)[None])[0])
+        self._lin_var0_kw = float(
+            self._variable_losses_kw(np.hypot(i0, ia0)[None], np.hypot(t0, ta0)[None])[0]
+        )
         self._lin_loss0_kw = float(flows.losses_mw[0] * 1000.0)
         self._lin_ext0_kw = float(flows.ext_grid_mw[0] * 1000.0)
         if self._engine is self._pp:  # leave the net at zero injection with its AC results, as documented
@@ -745,16 +772,33 @@ class GridModel:
     def sensitivities(self) -> dict[str, np.ndarray]:
         """The linear model (``mode="linear"`` only): base values and sensitivity matrices per kW.
 
-        ``*_per_kw`` are float[·, N] for the agents, ``*_per_kw_background`` float[·, K] for the background
-        elements: line currents (kA), transformer loadings (%) and bus voltages (p.u.) are linear in
-        ``[agents, background]``.
+        With ``p`` the agents' and ``b`` the background elements' injections (kW), the linear check computes
+
+        * line current (kA): ``√(line_current_ka² + (line_active_current_ka + line_current_ka_per_kw @ p +
+          line_current_ka_per_kw_background @ b)²)``, the loading in % of ``max_i_ka``;
+        * transformer loading (%): the same with ``trafo_loading_pct``, ``trafo_active_loading_pct``,
+          ``trafo_loading_pct_per_kw`` and ``trafo_loading_pct_per_kw_background``;
+        * bus voltages (p.u.): ``vm_pu + vm_pu_per_kw @ p + vm_pu_per_kw_background @ b``.
+
+        Keys: ``line_current_ka`` float[L] ≥ 0, the reactive part of the current at zero injection (in
+        quadrature: cable charging, reactive loads); ``line_active_current_ka`` float[L], signed, its active part
+        ``P / (√3 V)`` at the from bus (the flows of the net's non-agent elements; positive = from → to);
+        ``trafo_loading_pct`` float[R] ≥ 0 and ``trafo_active_loading_pct`` float[R], signed, the same split of the
+        transformer loading at zero injection (active part from ``P`` at the HV side); ``*_per_kw`` float[·, N]
+        for the agents and ``*_per_kw_background`` float[·, K] for the background elements, the slopes of the
+        signed active parts (and of the voltages); ``vm_pu`` float[V]. Consumers of the line limits
+        (:func:`~p2p_gym.grid.clear_flex_market`, :func:`~p2p_gym.grid.at_risk_lines`,
+        :class:`~p2p_gym.grid.FlowAttribution`, :func:`~p2p_gym.grid.allocate_penalty`) take
+        ``line_active_current_ka`` (plus the background's ``@ b``) as their ``a0_ka`` keyword.
         """
         if self.mode != "linear":
             raise GridError("sensitivities: only available with mode='linear'")
         return {
             "line_current_ka": np.sqrt(self._lin_i0),
+            "line_active_current_ka": self._lin_ia0,
             "line_current_ka_per_kw": self._lin_si,
             "trafo_loading_pct": np.sqrt(self._lin_t0),
+            "trafo_active_loading_pct": self._lin_ta0,
             "trafo_loading_pct_per_kw": self._lin_st,
             "vm_pu": self._lin_v0,
             "vm_pu_per_kw": self._lin_sv,

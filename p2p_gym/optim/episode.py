@@ -60,11 +60,14 @@ g generation (kW), q flexible demand (kWh in the step).
   where it equals step_optimum's rule) — and otherwise a relaxation, so the episode optimum stays an upper bound.
   Without generators the rule is void and not added.
 * Line limits (``line_limits=True``, the environment's linear grid check of
-  :class:`p2p_gym.grid.GridModel` ``mode="linear"``): a line's current is sqrt(I0² + (s·p_t)²) with I0 its
-  no-load current, s its row of ``line_current_ka_per_kw`` and p_t the agents' injections (the terms of (2),
-  kW); the check counts it overloaded above ``max_i_ka`` (× the loading limit, 100 %). Hence the DC-style limits
+  :class:`p2p_gym.grid.GridModel` ``mode="linear"``): a line's current is sqrt(I0² + (A_t + s·p_t)²) with s its
+  row of ``line_current_ka_per_kw``, p_t the agents' injections (the terms of (2), kW), A_t = A0 + s_bg·b_t the
+  signed active current at zero agent injection — A0 (``line_active_current_ka``) from the net's other elements,
+  s_bg·b_t from the scenario's background injections ``background_kw[t]`` (as the environment passes them to
+  the check) — and I0 (``line_current_ka``) the reactive rest at zero injection; the check counts it overloaded
+  above ``max_i_ka`` (× the loading limit, 100 %). Hence the DC-style limits, with F_l = sqrt(max_i_ka_l² − I0_l²),
 
-  |s_l · p_t| ≤ sqrt(max_i_ka_l² − I0_l²)   for every line l with max_i_ka_l > 0 and every step t,          (4)
+  −F_l − A_{t,l} ≤ s_l · p_t ≤ F_l − A_{t,l}   for every line l with max_i_ka_l > 0 and every step t,     (4)
 
   and the problem is infeasible outright when I0_l ≥ max_i_ka_l. Transformers are not limited (the environment
   counts overloaded lines only).
@@ -128,10 +131,10 @@ netting never loses against each agent settling alone (feed-in ≤ retail), so W
 Solvers: HiGHS for the LP (no quadratic generator cost, α = 0), Clarabel for the QP; the problem is solved in
 scaled units (power / the largest power of the instance, money / the largest retail price) with matrix variables
 [K, agents with the asset]; an EV column holds every session of its agent (plugged steps as a mask in its upper
-bound, one sparse row per session for (5)). Lines that cannot reach their limit at any step (the interval of s·p_t
-over the assets' bounds stays within ±F) are screened out of (4), PV is curtailable only where that relieves a
-line that can bind, and agents at one bus (identical sensitivity columns) enter the line rows through their
-summed power. pandapower is imported (through :mod:`p2p_gym.grid`) only with ``line_limits=True``; the line
+bound, one sparse row per session for (5)). Lines that cannot reach their limit at any step (the interval of
+A_t + s·p_t over the assets' bounds stays within ±F) are screened out of (4), PV is curtailable only where that
+relieves a line that can bind, and agents at one bus (identical sensitivity columns) enter the line rows through
+their summed power. pandapower is imported (through :mod:`p2p_gym.grid`) only with ``line_limits=True``; the line
 sensitivities are cached per scenario.
 """
 
@@ -163,8 +166,8 @@ MIN_GAIN = 1e-9
 #: The problem is bounded (welfare ≤ Σ feed_in · the largest export + Σ utility), so this status means infeasible.
 _INFEASIBLE_OR_UNBOUNDED = cvxpy.settings.INFEASIBLE_OR_UNBOUNDED
 
-#: line sensitivities per scenario: (s float[L, N] kA/kW, F float[L] kA or -1 where I0 ≥ max_i_ka)
-_LINES: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+#: the limited lines' linear model per scenario (:class:`_LineModel`)
+_LINES: weakref.WeakKeyDictionary[Any, _LineModel] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,6 +212,17 @@ class EpisodeOptimum:
     """float[K, N], kWh ≥ 0: flexible demand consumed in each step, eq. (8) (0 for agents without)."""
     terminal_value: str = "free"
     """``"free"`` or ``"valued"`` (eq. 10: the last entry of ``welfare_per_step`` includes the terminal value)."""
+
+
+class _LineModel(NamedTuple):
+    """The limited lines of the environment's linear check (rated lines only): the sensitivities ``s`` float[L', N]
+    (kA/kW), the headroom ``f`` float[L'] (kA; −1 where I0 alone reaches the limit), the active current at zero
+    injection ``a0`` float[L'] (kA, signed) and the background elements' sensitivities ``s_bg`` float[L', K]."""
+
+    s: np.ndarray
+    f: np.ndarray
+    a0: np.ndarray
+    s_bg: np.ndarray
 
 
 class _Part(NamedTuple):
@@ -316,7 +330,7 @@ def episode_optimum(
     )
 
     lines = _line_rows(sc) if line_limits else None
-    if lines is not None and np.any(lines[1] < 0):
+    if lines is not None and np.any(lines.f < 0):
         return _infeasible(sc, steps, soc0, reference, start, line_limits, terminal_value)
 
     # Inflexible net injection (kW): PV (curtailment is a separate variable), load, heat pumps without band.
@@ -350,7 +364,10 @@ def episode_optimum(
     line_rows = curtail_kw = None
     pv_cols = np.zeros(0, np.int64)
     if lines is not None:
-        line_rows, curtail_kw = _active_lines(lines, a_s, q, bounds, pv_kw if sc.pv_curtailable else None)
+        base_ka = lines.a0 + _background(sc, window) @ lines.s_bg.T  # [K, L'] A_t of (4)
+        line_rows, curtail_kw = _active_lines(
+            lines, base_ka, a_s, q, bounds, pv_kw if sc.pv_curtailable else None
+        )
         if curtail_kw is not None:
             pv_cols = np.flatnonzero(curtail_kw.max(axis=0, initial=0.0) > 0)
             curtail_kw = curtail_kw[:, pv_cols]
@@ -654,8 +671,8 @@ def _ev_window(sc: Any, t0: int, steps: int) -> _EvWindow:
     return window
 
 
-def _line_rows(sc: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(s float[L', N] kA/kW, F float[L'] kA) of the limited lines; F < 0 marks a line that I0 alone overloads."""
+def _line_rows(sc: Any) -> _LineModel:
+    """The limited lines' linear model (:class:`_LineModel`); F < 0 marks a line that I0 alone overloads."""
     hit = _LINES.get(sc)
     if hit is None:
         from p2p_gym.grid import GridModel  # imports pandapower: only with line_limits
@@ -667,13 +684,27 @@ def _line_rows(sc: Any) -> tuple[np.ndarray, np.ndarray]:
         keep = model.max_i_ka > 0  # the check never counts a line without a rating as overloaded
         head = line_headroom_ka(model.max_i_ka, i0, model.loading_limit_pct)
         f = np.where(head > 0, head, -1.0)  # NaN (I0 alone overloads) and 0 mark infeasible rows
-        hit = (np.asarray(s[keep], dtype=np.float64), np.asarray(f[keep], dtype=np.float64))
+        hit = _LineModel(
+            np.asarray(s[keep], dtype=np.float64),
+            np.asarray(f[keep], dtype=np.float64),
+            np.asarray(sens["line_active_current_ka"][keep], dtype=np.float64),
+            np.asarray(sens["line_current_ka_per_kw_background"][keep], dtype=np.float64),
+        )
         _LINES[sc] = hit
     return hit
 
 
+def _background(sc: Any, window: slice) -> np.ndarray:
+    """float[K, K_bg], kW: the scenario's background injections in the window (K_bg = 0 without)."""
+    bg = np.asarray(getattr(sc, "background_kw", np.zeros((0, 0))), dtype=np.float64)
+    if not bg.size:
+        return np.zeros((window.stop - window.start, bg.shape[1] if bg.ndim == 2 else 0))
+    return bg[window]
+
+
 def _active_lines(
-    lines: tuple[np.ndarray, np.ndarray],
+    lines: _LineModel,
+    base_ka: np.ndarray,
     a_s: np.ndarray,
     q: float,
     bounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -682,18 +713,20 @@ def _active_lines(
     """The rows of (4) that can bind and the PV that may be worth curtailing.
 
     Returns ((rows, fixed), curtail_kw): ``rows`` float[L', N] the limited lines that can bind, scaled (per scaled
-    kW, divided by F so every bound is ±1), ``fixed`` float[K, L'] their inflexible flow, and ``curtail_kw``
-    float[K, N] the upper bound of the curtailment (kW; None without curtailable PV): a line binds only if the
-    interval of s·p_t over the flexible injections' bounds (``bounds``: agent columns, lower and upper bound
-    [K, k], scaled kW; curtailment of all of ``pv_kw`` included) leaves [−1, 1] at some step; the others are
-    screened out, which keeps the problem small on robust feeders. Curtailing agent n at step t can only pay
-    when it relieves a line that can reach its limit in the direction of n's injection (s_ln > 0 and the upper
-    end > 1, or s_ln < 0 and the lower end < −1): elsewhere using the PV keeps every line within its limits
-    and never lowers welfare (module docstring, (7)), so the curtailment is fixed at 0 there.
+    kW, divided by F so every bound is ±1), ``fixed`` float[K, L'] their inflexible flow (from the agents'
+    inflexible injections ``a_s`` and the active current at zero agent injection ``base_ka`` float[K, L] kA, A_t
+    of (4), both over F), and ``curtail_kw`` float[K, N] the upper bound of the curtailment (kW; None without
+    curtailable PV): a line binds only if the interval of A_t + s·p_t over the flexible injections' bounds
+    (``bounds``: agent columns, lower and upper bound [K, k], scaled kW; curtailment of all of ``pv_kw``
+    included) leaves [−1, 1] at some step; the others are screened out, which keeps the problem small on robust
+    feeders. Curtailing agent n at step t can only pay when it relieves a line that can reach its limit in the
+    direction of n's injection (s_ln > 0 and the upper end > 1, or s_ln < 0 and the lower end < −1): elsewhere
+    using the PV keeps every line within its limits and never lowers welfare (module docstring, (7)), so the
+    curtailment is fixed at 0 there.
     """
-    s, f = lines
+    s, f = lines.s, lines.f
     rows = s * (q / f[:, None])  # per scaled kW, relative to the headroom
-    fixed = a_s @ rows.T  # [K, L], the inflexible part of the flow
+    fixed = a_s @ rows.T + base_ka / f  # [K, L], the inflexible part of the flow
 
     def flow_range(every: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         top, bottom = fixed.copy(), fixed.copy()
@@ -720,7 +753,7 @@ def _active_lines(
 
 
 def _line_constraints(rows: np.ndarray, fixed: np.ndarray, parts: list[_Part]) -> list[Any]:
-    """|s_l · p_t| ≤ F_l, eq. (4), for the rows that can bind (:func:`_active_lines`), in scaled units.
+    """−F_l ≤ A_{t,l} + s_l · p_t ≤ F_l, eq. (4), for the rows that can bind (:func:`_active_lines`), in scaled units.
 
     The rows are dense (a line's current depends on every agent's injection), so the flexible injections enter
     them once per bus: the parts' powers are first summed per distinct sensitivity column (agents at one bus share

@@ -1,7 +1,8 @@
 """The DSO's pre-emptive rules (EUniversal D5.3 (2022) §5.3): at-risk lines, forbidden pairs, redirection.
 
-References are independent of the code: a sensitivity matrix written by hand from a radial topology, the same
-topology as a pandapower net, the env's own linear check of injections ± 1 kW on a congested summer step, and a
+References are independent of the code: a sensitivity matrix written by hand from a radial topology (with and
+without active base currents ``a0_ka``), the same topology as a pandapower net, the env's own linear check of
+injections ± 1 kW on a congested summer step and on a feeder with a fixed load and a background element, and a
 transportation LP over directional (seller, buyer) pairs solved with scipy for the clearing inputs.
 """
 
@@ -22,6 +23,7 @@ from p2p_gym.grid import (
     redirect_preference,
 )
 from tests.conftest import cached_scenario
+from tests.grid._nets import base_ka, loaded_feeder
 
 # ------------------------------------------------------------------------------------------ hand case
 # Radial feeder (arrows: each line's from → to direction):
@@ -173,6 +175,75 @@ def test_directional_beta_cancels_in_the_clearing_without_projection() -> None:
     assert p[A, B] + p[B, A] == pytest.approx(max(out[A, B], out[B, A]))
 
 
+# Base currents of non-agent elements, A0 = [+250, 0, −60] A (a 250 kW load at bus 1, a 60 kW generator at bus 3):
+#   F0 = 0.250 − 0.110 = +0.140 kA → 140 %;  F1 = −0.085 → 85 %;  F2 = 0.030 − 0.060 = −0.030 → 30 %.
+# Line 0 now flows with its direction, so the pairs with ΔS0 > 0 load it (C→A, C→B) and those with ΔS0 < 0
+# relieve it (A→C, B→C); line 1 as before. At 80 %: forbidden B→A, B→C (line 1) and C→A, C→B (line 0).
+A0_HAND = np.array([0.25, 0.0, -0.06])
+FORBIDDEN_A0 = {(B, A), (B, C), (C, A), (C, B)}
+EFFECTS_A0 = {(A, B): (0, 1), (A, C): (0, 1), (B, A): (1, 0), (B, C): (1, 1), (C, A): (1, 0), (C, B): (1, 1)}
+
+
+def test_hand_case_with_base_currents() -> None:
+    at_risk, flow = at_risk_lines(S_HAND, MAX_I, I0, INJ, 80.0, a0_ka=A0_HAND)
+    np.testing.assert_allclose(flow, [0.140, -0.085, -0.030])
+    assert at_risk.tolist() == [True, True, False]
+    assert _pairs(forbidden_pairs(S_HAND, at_risk, flow)) == FORBIDDEN_A0
+    load, relieve = pair_effects(S_HAND, at_risk, flow)
+    assert {p: (int(load[p]), int(relieve[p])) for p in EFFECTS_A0} == EFFECTS_A0
+    # a batch of base currents, one per row: the rows of single calls (row 1 without base currents)
+    rows = np.stack([INJ, INJ])
+    risk2, flow2 = at_risk_lines(S_HAND, MAX_I, I0, rows, 80.0, a0_ka=np.stack([A0_HAND, np.zeros(3)]))
+    np.testing.assert_allclose(flow2, [[0.140, -0.085, -0.030], [-0.110, -0.085, 0.030]])
+    assert _pairs(forbidden_pairs(S_HAND, risk2, flow2)[1]) == FORBIDDEN_80
+    # a reactive current puts a line with no active flow at risk: every pair across it loads it
+    risk3, flow3 = at_risk_lines(S_HAND, MAX_I, [0.0, 0.0, 0.09], INJ, 80.0, a0_ka=[0.0, 0.0, -0.03])
+    assert risk3.tolist() == [True, True, True] and flow3[2] == 0.0
+    assert {(A, C), (C, A), (B, C), (C, B)} <= _pairs(forbidden_pairs(S_HAND, risk3, flow3))
+
+
+def test_feeder_with_base_flows_and_background_against_the_model_check() -> None:
+    """A fixed load (A0 ≈ +0.22 kA on line 0) and a background element: with ``a0_ka`` = A0 + S_bg · b_t the
+    at-risk sets are those of the model's ``check_batch(·, b)`` and a pair is forbidden iff moving 1 kW from its
+    buyer to its seller raises an at-risk line's loading under that check (brute force); ignoring the base flows
+    gets line 0's direction wrong at a moderate export (row 0)."""
+    inj = np.array([[30.0, 20.0, 20.0, 0.0], [-40.0, -30.0, -20.0, -10.0], [50.0, 120.0, 110.0, 80.0]])
+    bg = np.array([[0.0], [-15.0], [30.0]])
+    sc = loaded_feeder(inj, bg)
+    lin = GridModel(sc, "linear")
+    sens = lin.sensitivities
+    s, i0, n, threshold = sens["line_current_ka_per_kw"], sens["line_current_ka"], sc.n_agents, 50.0
+    a0 = base_ka(lin, bg)
+    risk, flow = at_risk_lines(s, lin.max_i_ka, i0, inj, threshold, a0_ka=a0)
+    check = lin.check_batch(inj, bg).line_loading_pct
+    np.testing.assert_array_equal(risk, check >= threshold)
+    np.testing.assert_allclose(100.0 * np.hypot(i0, flow) / lin.max_i_ka, check, rtol=1e-12)
+    assert flow[0, 0] > 0 > (inj[0] @ s.T)[0]  # the load's flow outweighs the agents' export on line 0
+    forbidden = forbidden_pairs(s, risk, flow)
+    load, relieve = pair_effects(s, risk, flow)
+    seller, buyer = np.nonzero(~np.eye(n, dtype=bool))
+    for b in range(len(inj)):
+        moved = np.repeat(inj[b][None], len(seller), axis=0)
+        moved[np.arange(len(seller)), seller] += 1.0
+        moved[np.arange(len(seller)), buyer] -= 1.0
+        after = lin.check_batch(moved, bg[b]).line_loading_pct[:, risk[b]]
+        delta = after - check[b, risk[b]]  # [pairs, at-risk lines], % points
+        is_forbidden = forbidden[b, seller, buyer]
+        assert 0 < is_forbidden.sum() < len(seller)
+        assert np.all(delta[is_forbidden].max(axis=1) > 0.1)  # 1 kW ≈ 0.7 % on a 200 A cable
+        assert np.all(delta[~is_forbidden].max(axis=1, initial=-1.0) < 0.01)
+        np.testing.assert_array_equal(load[b, seller, buyer], (delta > 0.1).sum(axis=1))
+        np.testing.assert_array_equal(relieve[b, seller, buyer], (delta < -0.1).sum(axis=1))
+        # a single row with its own float[L] base gives the same
+        one_risk, one_flow = at_risk_lines(s, lin.max_i_ka, i0, inj[b], threshold, a0_ka=a0[b])
+        np.testing.assert_array_equal(one_risk, risk[b])
+        np.testing.assert_array_equal(forbidden_pairs(s, one_risk, one_flow), forbidden[b])
+    blind_risk, blind_flow = at_risk_lines(s, lin.max_i_ka, i0, inj[0], threshold)
+    assert blind_risk[0] and blind_flow[0] < 0  # the blind rule sees an export on line 0 ...
+    blind = forbidden_pairs(s, blind_risk, blind_flow)
+    assert _pairs(blind) and not (_pairs(blind) & _pairs(forbidden[0]))  # ... and forbids the opposite pairs
+
+
 # ------------------------------------------------------------------------------------------ pandapower net
 def _three_bus_scenario():  # type: ignore[no-untyped-def]
     import pandapower as pp
@@ -217,7 +288,9 @@ def test_pandapower_net_gives_the_hand_derived_pairs() -> None:
     ac = GridModel(sc, "ac").check(inj).line_loading_pct
     assert ac[0] >= 100.0 and 80.0 <= ac[1] < 100.0 and ac[2] < 80.0
     for threshold, expected in ((80.0, FORBIDDEN_80), (100.0, FORBIDDEN_100)):
-        risk, flow = at_risk_lines(s, lin.max_i_ka, sens["line_current_ka"], inj, threshold)
+        risk, flow = at_risk_lines(
+            s, lin.max_i_ka, sens["line_current_ka"], inj, threshold, a0_ka=sens["line_active_current_ka"]
+        )
         assert risk.tolist() == (ac >= threshold).tolist()
         assert _pairs(forbidden_pairs(s, risk, flow)) == expected
         load, relieve = pair_effects(s, risk, flow)
@@ -245,7 +318,9 @@ def test_forbidden_pairs_are_those_that_load_an_at_risk_line(congested, threshol
     s, n = sens["line_current_ka_per_kw"], sc.n_agents
     inj = sc.net_kw[T_CONGESTED]
     base = lin.check(inj).line_loading_pct
-    risk, flow = at_risk_lines(s, lin.max_i_ka, sens["line_current_ka"], inj, threshold)
+    risk, flow = at_risk_lines(
+        s, lin.max_i_ka, sens["line_current_ka"], inj, threshold, a0_ka=sens["line_active_current_ka"]
+    )
     np.testing.assert_array_equal(risk, base >= threshold)  # the env's loading, exactly
     assert risk.sum() >= 3
     forbidden = forbidden_pairs(s, risk, flow)
@@ -350,6 +425,10 @@ def test_projected_inputs_clear_like_a_directional_lp() -> None:
         (lambda: at_risk_lines(S_HAND, MAX_I, I0, [np.inf, 0, 0]), "injection_kw"),
         (lambda: at_risk_lines(S_HAND, MAX_I, I0, "abc"), "injection_kw"),
         (lambda: at_risk_lines(S_HAND, MAX_I, I0, INJ, -1.0), "threshold_pct"),
+        (lambda: at_risk_lines(S_HAND, MAX_I, I0, INJ, a0_ka=np.zeros(2)), "a0_ka"),
+        (lambda: at_risk_lines(S_HAND, MAX_I, I0, INJ, a0_ka=[0.0, np.nan, 0.0]), "a0_ka"),
+        (lambda: at_risk_lines(S_HAND, MAX_I, I0, INJ, a0_ka=np.zeros((2, 3))), "a0_ka"),
+        (lambda: at_risk_lines(S_HAND, MAX_I, I0, np.stack([INJ] * 3), a0_ka=np.zeros((2, 3))), "a0_ka"),
         (lambda: forbidden_pairs(S_HAND, [True, False], np.ones(3)), "at_risk"),
         (lambda: forbidden_pairs(S_HAND, [0.5, 1.0, 0.0], np.ones(3)), "at_risk"),
         (lambda: forbidden_pairs(S_HAND, np.ones(3, bool), np.ones(4)), "flow"),

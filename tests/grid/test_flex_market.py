@@ -1,6 +1,8 @@
 """The DSO's local flexibility market (EUniversal D5.3 (2022), §5.2.1): an exact vertex-enumeration oracle on tiny
-instances, a hand-worked 3-bus feeder, the congested ``default_high_pv`` days checked by the environment's own
-linear grid check and an interior-point solver, the not-needed case and bad input."""
+instances (with and without active base currents ``a0_ka``), a hand-worked 3-bus feeder, the congested
+``default_high_pv`` days checked by the environment's own linear grid check and an interior-point solver, a feeder
+with a fixed load and a background element checked by the model's own check and a second-order-cone solver on the
+model's current formula, the not-needed case and bad input."""
 
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ from p2p_gym.grid import (
     line_headroom_ka,
 )
 from tests.conftest import cached_scenario
+from tests.grid._nets import base_ka, loaded_feeder
 
 warnings.filterwarnings("ignore")
 
 
 # --------------------------------------------------------------------------------------------- 1. oracle
-def _oracle_min_cost(s, imax, i0, p, up, down, cu, cd, target_pct):  # type: ignore[no-untyped-def]
+def _oracle_min_cost(s, imax, i0, p, up, down, cu, cd, target_pct, a0=None):  # type: ignore[no-untyped-def]
     """Exact minimum of Σ c⁺u + c⁻d per hour (None when infeasible) by enumerating vertices, no LP solver.
 
     With prices ≥ 0, the cheapest (u, d) with a given net change δ = u − d is u = max(δ, 0), d = max(−δ, 0)
@@ -32,11 +35,11 @@ def _oracle_min_cost(s, imax, i0, p, up, down, cu, cd, target_pct):  # type: ign
     the polytope P = {−D ≤ δ ≤ U, |F⁰ + S δ| ≤ H}. g is linear on each orthant, so its minimum over P is attained
     at a vertex of P cut by the hyperplanes δ_i = 0: a point where N linearly independent hyperplanes among
     {δ_i = −D_i, δ_i = 0, δ_i = U_i, S_l δ = ±H_l − F⁰_l} meet and that lies in P. P is bounded (box), so it is
-    empty exactly when no such point exists.
+    empty exactly when no such point exists. ``F⁰ = A0 + S p`` with the active base currents ``a0`` (None = 0).
     """
     n = len(p)
     head = np.sqrt((target_pct / 100.0 * imax) ** 2 - i0**2)  # written out, not line_headroom_ka
-    f0 = s @ p
+    f0 = s @ p + (0.0 if a0 is None else a0)
     planes = [(np.eye(n)[i], v) for i in range(n) for v in (-down[i], 0.0, up[i])]
     planes += [(s[l], sign * head[l] - f0[l]) for l in range(len(imax)) for sign in (1.0, -1.0)]
     best = None
@@ -55,31 +58,34 @@ def _oracle_min_cost(s, imax, i0, p, up, down, cu, cd, target_pct):  # type: ign
     return best
 
 
-def _random_instance(rng: np.random.Generator):  # type: ignore[no-untyped-def]
-    """3–4 agents, 2–3 lines, small integers; (rating, no-load current, headroom) are Pythagorean triples so the
-    100 % headroom is an integer too (units: mA per kW and mA, scaled to kA)."""
+def _random_instance(rng: np.random.Generator, with_a0: bool = False):  # type: ignore[no-untyped-def]
+    """3–4 agents, 2–3 lines, small integers; (rating, reactive current, headroom) are Pythagorean triples so the
+    100 % headroom is an integer too (units: mA per kW and mA, scaled to kA). ``with_a0``: also integer active
+    base currents (returned last; None without)."""
     triples = np.array([(5, 3, 4), (10, 6, 8), (13, 5, 12), (5, 0, 5), (17, 8, 15)])
     while True:
         n, l = int(rng.integers(3, 5)), int(rng.integers(2, 4))
         s_ma = rng.integers(-2, 3, size=(l, n))
         tri = triples[rng.integers(0, len(triples), l)]
         p_int = rng.integers(-6, 7, n)
-        if np.any(np.abs(s_ma @ p_int) > tri[:, 2]):  # congested before (integer arithmetic: no ties)
+        a0_ma = rng.integers(-12, 13, l) if with_a0 else np.zeros(l, dtype=np.int64)
+        if np.any(np.abs(a0_ma + s_ma @ p_int) > tri[:, 2]):  # congested before (integer arithmetic: no ties)
             s, imax, i0, p = s_ma * 1e-3, tri[:, 0] * 1e-3, tri[:, 1] * 1e-3, p_int.astype(float)
             up, down = rng.integers(0, 4, n).astype(float), rng.integers(0, 4, n).astype(float)
             cu, cd = rng.integers(0, 6, n).astype(float), rng.integers(0, 6, n).astype(float)
-            return s, imax, i0, p, up, down, cu, cd
+            return s, imax, i0, p, up, down, cu, cd, (a0_ma * 1e-3 if with_a0 else None)
 
 
+@pytest.mark.parametrize("with_a0", [False, True])
 @pytest.mark.parametrize("margin_pct", [0.0, 10.0])
-def test_lp_cost_equals_vertex_enumeration_oracle(margin_pct: float) -> None:
-    rng = np.random.default_rng(7 + int(margin_pct))
+def test_lp_cost_equals_vertex_enumeration_oracle(margin_pct: float, with_a0: bool) -> None:
+    rng = np.random.default_rng(7 + int(margin_pct) + 100 * with_a0)
     dt = 0.25
     seen = {"cleared": 0, "infeasible": 0}
     for _ in range(150):
-        s, imax, i0, p, up, down, cu, cd = _random_instance(rng)
-        res = clear_flex_market(s, imax, i0, p, FlexOffer(up, down, cu, cd), dt, margin_pct)
-        ref = _oracle_min_cost(s, imax, i0, p, up, down, cu, cd, 100.0 - margin_pct)
+        s, imax, i0, p, up, down, cu, cd, a0 = _random_instance(rng, with_a0)
+        res = clear_flex_market(s, imax, i0, p, FlexOffer(up, down, cu, cd), dt, margin_pct, a0_ka=a0)
+        ref = _oracle_min_cost(s, imax, i0, p, up, down, cu, cd, 100.0 - margin_pct, a0)
         seen[res.status] += 1
         assert res.congested_before >= 1
         if ref is None:
@@ -91,7 +97,8 @@ def test_lp_cost_equals_vertex_enumeration_oracle(margin_pct: float) -> None:
             assert res.cost == pytest.approx(dt * ref, rel=1e-6, abs=1e-7)  # the 1e-9 interior shift
             # the returned activation is within the offers and meets the target on every line
             assert np.all((res.up_kw >= 0) & (res.up_kw <= up) & (res.down_kw >= 0) & (res.down_kw <= down))
-            after = np.sqrt(i0**2 + (s @ (p + res.up_kw - res.down_kw)) ** 2) / imax * 100.0
+            base = 0.0 if a0 is None else a0
+            after = np.sqrt(i0**2 + (base + s @ (p + res.up_kw - res.down_kw)) ** 2) / imax * 100.0
             np.testing.assert_allclose(res.loading_after_pct, after, rtol=1e-12)
             assert after.max() <= 100.0 - margin_pct + 1e-7
             # 0, except where the offers meet the limit with no slack at all (integer data make that common here):
@@ -154,6 +161,31 @@ def test_hand_worked_merit_order_and_margin() -> None:
     assert res.status == "infeasible"
 
 
+def test_hand_worked_base_currents() -> None:
+    # A non-agent generator at bus 1 exporting 20 kW: A0 = −20 A on line 0, which then carries −20 − 90 = −110 A
+    # ⇒ loading √(60² + 110²) = 125.3 %; B curtails 30 kW (not 10) to bring it to −80 A.
+    res = clear_flex_market(_S3, _IMAX3, _I03, _P3, _offer3(100.0), dt_hours=0.25, a0_ka=[-0.02, 0.0])
+    assert res.status == "cleared" and res.congested_before == 1
+    assert res.loading_before_pct[0] == pytest.approx(np.hypot(60, 110), rel=1e-12)
+    np.testing.assert_allclose(res.down_kw, [0.0, 30.0], atol=1e-6)
+    assert res.cost == pytest.approx(0.05 * 30.0 * 0.25, rel=1e-6)
+    assert res.loading_after_pct[0] == pytest.approx(100.0, abs=1e-6)
+    # a non-agent load at bus 1 drawing 30 kW: A0 = +30 A, line 0 carries 30 − 90 = −60 A ⇒ 84.9 %: nothing to buy
+    # (with A0 = 0 the same injections overload it)
+    res = clear_flex_market(
+        _S3, _IMAX3, _I03, _P3, _offer3(100.0), dt_hours=0.25, a0_ka=np.array([0.03, 0.0])
+    )
+    assert res.status == "not_needed" and res.cost == 0.0
+    assert res.loading_before_pct[0] == pytest.approx(np.hypot(60, 60), rel=1e-12)
+    # the batch takes one base per row: rows as the two single calls above
+    rows = np.stack([_P3, _P3])
+    out = clear_flex_market_batch(
+        _S3, _IMAX3, _I03, rows, _offer3(100.0), 0.25, a0_ka=np.array([[-0.02, 0.0], [0.03, 0.0]])
+    )
+    assert out.status == ("cleared", "not_needed")
+    np.testing.assert_allclose(out.down_kw[0], [0.0, 30.0], atol=1e-6)
+
+
 def test_headroom_formula() -> None:
     np.testing.assert_allclose(line_headroom_ka(_IMAX3, _I03), [0.08, np.sqrt(0.2**2 - 0.06**2)])
     assert np.isnan(line_headroom_ka(np.array([0.1]), np.array([0.06]), 55.0)[0])
@@ -184,9 +216,9 @@ def _real_offer(sc, pv: np.ndarray, share: float) -> FlexOffer:  # type: ignore[
 def test_real_congested_day_is_cleared_per_the_env_check(high_pv) -> None:  # type: ignore[no-untyped-def]
     sc, model, inj, pv, _ = high_pv
     sens = model.sensitivities
-    s, i0 = sens["line_current_ka_per_kw"], sens["line_current_ka"]
+    s, i0, a0 = sens["line_current_ka_per_kw"], sens["line_current_ka"], sens["line_active_current_ka"]
     offer = _real_offer(sc, pv, 1.0)
-    out = clear_flex_market_batch(s, model.max_i_ka, i0, inj, offer, sc.dt_hours)
+    out = clear_flex_market_batch(s, model.max_i_ka, i0, inj, offer, sc.dt_hours, a0_ka=a0)
     assert set(out.status) == {"cleared"}
     after = inj + out.up_kw - out.down_kw
     check = model.check_batch(after).kpis()
@@ -199,7 +231,7 @@ def test_real_congested_day_is_cleared_per_the_env_check(high_pv) -> None:  # ty
     np.testing.assert_allclose(out.cost, sc.dt_hours * (out.down_kw @ offer.down_price[0]), rtol=1e-9)
     # the batch equals row-by-row calls
     k = int(np.argmax(out.cost))
-    one = clear_flex_market(s, model.max_i_ka, i0, inj[k], _real_offer(sc, pv[k], 1.0), sc.dt_hours)
+    one = clear_flex_market(s, model.max_i_ka, i0, inj[k], _real_offer(sc, pv[k], 1.0), sc.dt_hours, a0_ka=a0)
     assert one.cost == pytest.approx(out.cost[k], rel=1e-9)
     np.testing.assert_allclose(one.down_kw, out.down_kw[k], atol=1e-6)
     # an interior-point solver on the full LP (all lines, no screening) finds the same minimum
@@ -209,7 +241,7 @@ def test_real_congested_day_is_cleared_per_the_env_check(high_pv) -> None:  # ty
     d = cp.Variable(sc.n_agents, nonneg=True)
     prob = cp.Problem(
         cp.Minimize(offer.down_price[0] @ d),
-        [cp.abs(s[rated] @ (inj[k] - d)) <= head, d <= pv[k]],
+        [cp.abs(a0[rated] + s[rated] @ (inj[k] - d)) <= head, d <= pv[k]],
     )
     prob.solve(solver="CLARABEL")
     assert prob.status == "optimal"
@@ -219,18 +251,65 @@ def test_real_congested_day_is_cleared_per_the_env_check(high_pv) -> None:  # ty
 def test_real_too_little_flexibility_is_infeasible(high_pv) -> None:  # type: ignore[no-untyped-def]
     sc, model, inj, pv, _ = high_pv
     sens = model.sensitivities
-    s, i0 = sens["line_current_ka_per_kw"], sens["line_current_ka"]
+    s, i0, a0 = sens["line_current_ka_per_kw"], sens["line_current_ka"], sens["line_active_current_ka"]
     offer = _real_offer(sc, pv, 0.02)  # 2 % of the PV output
-    out = clear_flex_market_batch(s, model.max_i_ka, i0, inj, offer, sc.dt_hours)
+    out = clear_flex_market_batch(s, model.max_i_ka, i0, inj, offer, sc.dt_hours, a0_ka=a0)
     # certificate of infeasibility, independent of the LP: on some line the flow minus the most that all offers
     # together could move it (Σ_i |S_li| (U_i + D_i)) stays above the headroom
     head = np.sqrt(model.max_i_ka**2 - i0**2)
     reach = (offer.up_kw + offer.down_kw) @ np.abs(s).T  # [B, L]
-    certain = np.any(np.abs(inj @ s.T) - reach > head, axis=1)
+    certain = np.any(np.abs(a0 + inj @ s.T) - reach > head, axis=1)
     assert certain.any()
     assert all(out.status[b] == "infeasible" for b in np.flatnonzero(certain))
     assert np.all(out.cost[certain] == 0.0) and not out.down_kw[certain].any()
     np.testing.assert_array_equal(out.congested_after[certain], out.congested_before[certain])
+
+
+def test_feeder_with_base_flows_and_background_is_cleared_per_the_model_check() -> None:
+    """A fixed load (A0 ≈ +0.22 kA on line 0, above its 0.2 kA rating alone) and a background element: with
+    ``a0_ka`` = A0 + S_bg · b_t the market's loadings are the model's ``check_batch(·, b)`` to round-off, its
+    activation brings every line to the target under that check, and its cost is the minimum of a second-order
+    cone programme written on the model's current formula √(I0² + (A0 + S_bg b + S p)²) ≤ τ I^max (no headroom
+    transformation, no screening). Without ``a0_ka`` the market misjudges the congestion."""
+    cp = pytest.importorskip("cvxpy")
+    inj = np.array([[-20.0, 10.0, 5.0, -30.0], [50.0, 120.0, 110.0, 80.0], [-40.0, -30.0, -20.0, -10.0]])
+    bg = np.array([[10.0], [30.0], [-15.0]])
+    sc = loaded_feeder(inj, bg)
+    model = GridModel(sc, "linear")
+    sens = model.sensitivities
+    s, i0, imax = sens["line_current_ka_per_kw"], sens["line_current_ka"], model.max_i_ka
+    a0 = base_ka(model, bg)  # [B, L]
+    assert abs(sens["line_active_current_ka"][0]) > 0.2  # the load alone overloads line 0
+    n = sc.n_agents
+    offer = FlexOffer(
+        np.full(n, 150.0), np.full(n, 150.0), 0.1 + 0.01 * np.arange(n), 0.05 + 0.01 * np.arange(n)
+    )
+    margin = 2.0
+    out = clear_flex_market_batch(s, imax, i0, inj, offer, 0.25, margin, a0_ka=a0)
+    before = model.check_batch(inj, bg)
+    np.testing.assert_allclose(out.loading_before_pct, before.line_loading_pct, rtol=1e-12)
+    assert set(out.status) == {"cleared"} and np.all(out.congested_before >= 1)
+    after = inj + out.up_kw - out.down_kw
+    check = model.check_batch(after, bg)
+    np.testing.assert_allclose(out.loading_after_pct, check.line_loading_pct, rtol=1e-12)
+    assert check.line_loading_pct.max() <= 100.0 - margin + 1e-6
+    for b in range(len(inj)):
+        u, d = cp.Variable(n, nonneg=True), cp.Variable(n, nonneg=True)
+        flow = a0[b] + s @ (inj[b] + u - d)
+        cons = [u <= offer.up_kw, d <= offer.down_kw]
+        cons += [
+            cp.norm(cp.hstack([i0[l], flow[l]])) <= (100.0 - margin) / 100.0 * imax[l]
+            for l in range(len(imax))
+        ]
+        prob = cp.Problem(cp.Minimize(offer.up_price @ u + offer.down_price @ d), cons)
+        prob.solve(solver="CLARABEL")
+        assert prob.status == "optimal"
+        assert out.cost[b] == pytest.approx(0.25 * prob.value, rel=1e-5, abs=1e-9)
+    # the market that ignores the base flows: wrong loadings, and its activation fails the model's check
+    blind = clear_flex_market_batch(s, imax, i0, inj, offer, 0.25, margin)
+    assert np.abs(blind.loading_before_pct - before.line_loading_pct).max() > 20.0
+    blind_after = model.check_batch(inj + blind.up_kw - blind.down_kw, bg).line_loading_pct
+    assert blind_after.max() > 100.0
 
 
 # --------------------------------------------------------------------------------------------- 4. not needed
@@ -240,8 +319,9 @@ def test_not_needed_when_nothing_is_congested(high_pv) -> None:  # type: ignore[
     n = sc.n_agents
     offer = FlexOffer(np.full(n, 5.0), np.full(n, 5.0), 0.1, 0.1)
     out = clear_flex_market_batch(
-        sens["line_current_ka_per_kw"], model.max_i_ka, sens["line_current_ka"], calm, offer, sc.dt_hours
-    )
+        sens["line_current_ka_per_kw"], model.max_i_ka, sens["line_current_ka"], calm, offer, sc.dt_hours,
+        a0_ka=sens["line_active_current_ka"],
+    )  # fmt: skip
     assert set(out.status) == {"not_needed"}
     assert not out.cost.any() and not out.up_kw.any() and not out.down_kw.any()
     assert not out.congested_before.any() and not out.congested_after.any()
@@ -265,6 +345,9 @@ _OK = {"sens_i": _S3, "max_i_ka": _IMAX3, "i0_ka": _I03, "injection_kw": _P3, "o
         ("max_i_ka", np.ones(3), r"max_i_ka: expected shape \(2,\)"),
         ("max_i_ka", np.array([0.1, -0.2]), "max_i_ka: must be ≥ 0"),
         ("i0_ka", np.array([0.1, np.nan]), "i0_ka: contains NaN"),
+        ("a0_ka", np.ones(3), r"a0_ka: expected shape \(2,\) \(one signed active current per line"),
+        ("a0_ka", np.ones((1, 2)), r"a0_ka: expected shape \(2,\)"),
+        ("a0_ka", np.array([0.1, np.inf]), "a0_ka: contains NaN"),
         ("injection_kw", np.ones(3), r"injection_kw: expected shape \(2,\)"),
         ("injection_kw", np.array([np.inf, 0.0]), "injection_kw: contains NaN"),
         ("offer", {"up_kw": np.ones(2)}, "offer: expected a FlexOffer"),
@@ -309,5 +392,7 @@ def test_batch_bad_shapes() -> None:
     out = clear_flex_market_batch(_S3, _IMAX3, _I03, rows, offer, 0.25)  # float[N] offer: same in every row
     assert out.status == ("cleared",) * 3 and out.cost == pytest.approx([0.125] * 3, rel=1e-6)
     assert out.result(2).cost == pytest.approx(0.125, rel=1e-6)
+    with pytest.raises(GridError, match=r"a0_ka: expected shape \(2,\) or \(3, 2\)"):
+        clear_flex_market_batch(_S3, _IMAX3, _I03, rows, offer, 0.25, a0_ka=np.zeros((2, 2)))
     empty = clear_flex_market_batch(_S3, _IMAX3, _I03, np.zeros((0, 2)), offer, 0.25)
     assert empty.status == () and empty.up_kw.shape == (0, 2) and empty.loading_after_pct.shape == (0, 2)

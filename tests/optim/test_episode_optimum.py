@@ -659,10 +659,14 @@ def _window_sessions(sc: Scenario, t0: int, k: int) -> list[tuple[int, int, int,
     return out
 
 
-def _flex_instance(rng: np.random.Generator, lines: bool) -> tuple[Scenario, int, int, np.ndarray]:
+def _flex_instance(
+    rng: np.random.Generator, lines: bool, loaded: bool = False
+) -> tuple[Scenario, int, int, np.ndarray]:
     """A random instance on tiny's 4-bus feeder with batteries (with wear), EV sessions (some cut by the window),
     heat pumps (some without band), linear flexible demand and PV (curtailable or not); with ``lines``, three
-    times the PV and the first line rated below the largest export (and above the largest import)."""
+    times the PV and the first line rated below the largest export (and above the largest import); with
+    ``loaded`` (after the rating) also a fixed non-agent load at the second bus and a background element at the
+    last one (``background_kw`` in ±4 kW), so that the lines carry active base currents."""
     tiny = cached_scenario("tiny")
     n, k = 4, int(rng.integers(4, 8))
     t0, t_all = int(rng.integers(0, 3)), k + 4
@@ -694,7 +698,20 @@ def _flex_instance(rng: np.random.Generator, lines: bool) -> tuple[Scenario, int
     if lines:
         net = (pv - load - hp_kw)[t0 : t0 + k].sum(axis=1)
         sc = _rated(sc, max(float(rng.uniform(0.3, 0.8)) * net.max(), 1.2 * -net.min(), 1.0))
+    if loaded:
+        sc = _with_base_flows(sc, float(rng.uniform(-4.0, 4.0)), rng.uniform(-4.0, 4.0, (t_all, 1)))
     return sc, t0, k, cap * rng.uniform(0.0, 1.0, n)
+
+
+def _with_base_flows(sc: Scenario, load_kw: float, background_kw: np.ndarray) -> Scenario:
+    """``sc`` (on tiny's feeder) with a fixed non-agent load of ``load_kw`` (negative: a generator) at the second
+    bus and a background element ``bg0`` at the last bus with the series ``background_kw`` float[T, 1]."""
+    import pandapower as pp
+
+    net = copy.deepcopy(sc.net)
+    pp.create_load(net, 3, p_mw=load_kw / 1000.0, q_mvar=0.0)
+    pp.create_sgen(net, 5, p_mw=0.0, name="bg0")
+    return sc.replace(net=net, background_ids=("bg0",), background_kw=background_kw)
 
 
 def _linprog_flex(sc: Scenario, t0: int, k: int, soc0: np.ndarray, lines: bool) -> tuple[int, float]:
@@ -759,16 +776,19 @@ def _linprog_flex(sc: Scenario, t0: int, k: int, soc0: np.ndarray, lines: bool) 
             row[v("e", t, agent)] = dt
         a_eq.append(row)
         b_eq.append(energy)
-    if lines:
+    if lines:  # the model's check: √(I0² + (A0 + S_bg b_t + S p_t)²) ≤ I^max
         from p2p_gym.grid import GridModel
 
         model = GridModel(sc, "linear")
-        s, i0 = model.sensitivities["line_current_ka_per_kw"], model.sensitivities["line_current_ka"]
+        sens = model.sensitivities
+        s, i0, a0 = sens["line_current_ka_per_kw"], sens["line_current_ka"], sens["line_active_current_ka"]
+        s_bg, bg = sens["line_current_ka_per_kw_background"], sc.background_kw[w]
         limit = model.max_i_ka * model.loading_limit_pct / 100.0
         for line in np.flatnonzero(model.max_i_ka > 0):
             f = np.sqrt(limit[line] ** 2 - i0[line] ** 2)
             for t in range(k):
-                flow, const = s[line] @ inj[t], float(s[line] @ (pv[t] - load[t]))
+                flow = s[line] @ inj[t]
+                const = float(a0[line] + s_bg[line] @ bg[t] + s[line] @ (pv[t] - load[t]))
                 a_ub += [flow, -flow]
                 b_ub += [f - const, f + const]
     res = linprog(
@@ -812,6 +832,50 @@ def test_flexible_assets_match_an_independent_linprog_formulation(seed: int) -> 
     np.testing.assert_allclose(_replay(sc, opt), opt.soc_kwh, atol=1e-6)
     net = (opt.pv_used_kw - sc.load_kw[w] - opt.hp_kw - opt.ev_kw + opt.battery_kw).sum(axis=1) * dt
     np.testing.assert_allclose(opt.export_kwh - opt.import_kwh, net - opt.flex_kwh.sum(axis=1), atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_line_limits_with_base_flows_match_linprog_and_the_model_check(seed: int) -> None:
+    """A fixed non-agent load or generator and a background element: the optimum equals the independent linprog
+    with the check's base currents A0 + S_bg b_t, and its schedule passes the model's own check with the
+    background."""
+    from p2p_gym.grid import GridModel
+
+    sc, t0, k, soc0 = _flex_instance(np.random.default_rng(3000 + seed), lines=True, loaded=True)
+    status, oracle = _linprog_flex(sc, t0, k, soc0, lines=True)
+    opt = episode_optimum(sc, t0, k, initial_soc_kwh=soc0, line_limits=True)
+    if status == 2:
+        assert opt.status == "infeasible"
+        return
+    assert status == 0 and opt.status == "optimal"
+    assert opt.welfare == pytest.approx(oracle, abs=1e-6)
+    w = slice(t0, t0 + k)
+    net_kw = (
+        opt.pv_used_kw - sc.load_kw[w] - opt.hp_kw - opt.ev_kw + opt.battery_kw - opt.flex_kwh / sc.dt_hours
+    )
+    model = GridModel(sc, "linear")
+    assert np.abs(model.sensitivities["line_active_current_ka"]).max() > 1e-3  # the base flow is there
+    loading = model.check_batch(net_kw, sc.background_kw[w]).line_loading_pct
+    assert loading.max() <= 100.0 + 1e-5
+
+
+def test_a_fixed_load_takes_its_share_of_the_line() -> None:
+    # As test_binding_line_limits_lower_welfare, with a 1 kW non-agent load behind the 6 kW line: 5 kW are left for
+    # the agents, so the battery charges 1 kW at step 0 instead of 2 (the earlier rule ignored the load).
+    sc = _with_base_flows(_lined(6.0), 1.0, np.zeros((2, 1)))
+    limited = episode_optimum(sc, 0, 2, initial_soc_kwh=0.0, line_limits=True)
+    assert limited.status == "optimal"
+    assert limited.battery_kw[0, 1] == pytest.approx(-1.0, abs=0.05)
+    from p2p_gym.grid import GridModel
+
+    injection = -sc.load_kw[:2] + limited.battery_kw
+    loading = GridModel(sc, "linear").check_batch(injection, sc.background_kw[:2]).line_loading_pct
+    assert loading.max() <= 100.0 + 1e-6
+    assert loading[0, 0] == pytest.approx(100.0, abs=1e-4)
+    # a background element injecting 2 kW at the end of the feeder gives the agents 2 kW more
+    relieved = _with_base_flows(_lined(6.0), 1.0, np.full((2, 1), 2.0))
+    more = episode_optimum(relieved, 0, 2, initial_soc_kwh=0.0, line_limits=True)
+    assert more.battery_kw[0, 1] == pytest.approx(-3.0, abs=0.05)
 
 
 def test_quadratic_flexible_demand_matches_the_linear_limit() -> None:
