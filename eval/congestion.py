@@ -99,8 +99,9 @@ def run_setting(
     env = parallel_env(config=market)
     sc = env.scenario
     lin = GridModel(sc, "linear")
-    sens = lin.sensitivities["line_current_ka_per_kw"]
-    att = FlowAttribution(sens, lin.max_i_ka)
+    sl = lin.sensitivities
+    sens = sl["line_current_ka_per_kw"]
+    att = FlowAttribution(sens, lin.max_i_ka, i0_ka=sl["line_current_ka"], a0_ka=sl["line_active_current_ka"])
     cap = lin.max_i_ka
     if policy == "none":
         pols = {a: NoTrade(env.action_space(a).shape[0]) for a in env.possible_agents}

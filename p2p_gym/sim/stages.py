@@ -366,13 +366,27 @@ def injections(net_kw: np.ndarray, sold: np.ndarray, is_gen: np.ndarray, dt: flo
 
 
 # ----------------------------------------------------------------------------------------------- grid policy
-def block(static: Any, cleared: Cleared, injection_kw: np.ndarray) -> tuple[Cleared, np.ndarray, np.ndarray]:
-    """The DSO's block rule on every book (:func:`p2p_gym.grid.blocked_trades`): the cleared positions without
-    the blocked trades, and the number and volume (kWh) of blocked trades per book (int[B], float[B])."""
+def base_current(static: Any, t: np.ndarray) -> np.ndarray:
+    """float[B, L], kA: the linear model's signed active line currents without the agents at scenario steps ``t``
+    int[B]: the base flow at zero injection plus the background elements' flows (``A0`` of the DSO's rules)."""
+    a0 = np.broadcast_to(static.a0_ka, (len(t), len(static.a0_ka)))
+    bg = static.scenario.background_kw
+    if bg.shape[1] and static.sens_i_background is not None:
+        return a0 + bg[t] @ static.sens_i_background.T
+    return a0
+
+
+def block(
+    static: Any, cleared: Cleared, injection_kw: np.ndarray, t: np.ndarray
+) -> tuple[Cleared, np.ndarray, np.ndarray]:
+    """The DSO's block rule on every book (:func:`p2p_gym.grid.blocked_trades`) at scenario steps ``t``: the
+    cleared positions without the blocked trades, and the number and volume (kWh) of blocked trades per book
+    (int[B], float[B])."""
     from p2p_gym.grid import blocked_trades
 
     assert cleared.results is not None and cleared.books is not None
     cfg = static.config
+    a0 = base_current(static, t)
     results, counts, volumes = [], [], []
     for b, res in enumerate(cleared.results):
         tr = res.trades
@@ -383,6 +397,7 @@ def block(static: Any, cleared: Cleared, injection_kw: np.ndarray) -> tuple[Clea
             tr.buyer,
             tr.quantity / static.dt,
             cfg.block_threshold_pct,
+            a0_ka=a0[b],
         )
         counts.append(int(mask.sum()))
         volumes.append(float(tr.quantity[mask].sum()))
@@ -426,7 +441,7 @@ def fees(static: Any, cleared: Cleared, qty: np.ndarray, flexibility_kw: np.ndar
 
 
 def pre_market(
-    static: Any, forecast_kw: np.ndarray, is_buy: np.ndarray, accept: np.ndarray | None
+    static: Any, forecast_kw: np.ndarray, is_buy: np.ndarray, accept: np.ndarray | None, t: np.ndarray
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
     """The DSO's rules before the market (EUniversal D5.3 (2022), §5.3) on the forecast no-P2P state
     ``forecast_kw`` float[B, N] (each agent's inflexible net injection): the lines at risk (loading ≥
@@ -438,8 +453,9 @@ def pre_market(
 
     cfg = static.config
     risk, flow = dso_rules.at_risk_lines(
-        static.sens_i, static.max_i_ka, static.i0_ka, forecast_kw, cfg.block_threshold_pct
-    )
+        static.sens_i, static.max_i_ka, static.i0_ka, forecast_kw, cfg.block_threshold_pct,
+        a0_ka=base_current(static, t),
+    )  # fmt: skip
     n_risk = risk.sum(axis=-1)
     n_forbidden = np.zeros(len(forecast_kw), dtype=np.int64)
     preference = static.clearing_preference
@@ -456,7 +472,7 @@ def pre_market(
     return accept, preference, n_risk, n_forbidden
 
 
-def flex_market(static: Any, flex: Any, injection_kw: np.ndarray) -> tuple[Any, np.ndarray]:
+def flex_market(static: Any, flex: Any, injection_kw: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray]:
     """The DSO's local flexibility market (EUniversal D5.3 (2022), §5.2.1) after the P2P market: every agent offers
     what its devices can still move — up to ``flex_max − injection`` more injection and ``injection − flex_min``
     less — at ``flex_offer_price`` per kWh, and the DSO activates the least-cost set that removes every
@@ -470,7 +486,7 @@ def flex_market(static: Any, flex: Any, injection_kw: np.ndarray) -> tuple[Any, 
     price = np.full_like(up, cfg.flex_offer_price)
     res = clear_flex_market_batch(
         static.sens_i, static.max_i_ka, static.i0_ka, injection_kw, FlexOffer(up, down, price, price), static.dt,
-        cfg.flex_margin_pct,
+        cfg.flex_margin_pct, a0_ka=base_current(static, t),
     )  # fmt: skip
     payment = (res.up_kw + res.down_kw) * cfg.flex_offer_price * static.dt
     return res, payment

@@ -293,7 +293,7 @@ def step(
     at_risk, forbidden = np.zeros(b, dtype=np.int64), np.zeros(b, dtype=np.int64)
     if cfg.grid_policy in ("preblock", "redirect"):
         forecast_kw = flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t]  # the no-P2P state
-        accept, preference, at_risk, forbidden = stages.pre_market(static, forecast_kw, is_buy, accept)
+        accept, preference, at_risk, forbidden = stages.pre_market(static, forecast_kw, is_buy, accept, t)
     # clear → injections → grid check
     r_clear, f_clear = (r_agent, f_agent) if priced else (retail, feed_in)  # [B, N] tariffs: per platform
     cleared = stages.clear(
@@ -321,7 +321,7 @@ def step(
     # grid policy
     n_blocked, blocked_kwh = np.zeros(b, dtype=np.int64), np.zeros(b)
     if cfg.grid_policy == "block":
-        cleared, n_blocked, blocked_kwh = stages.block(static, cleared, injection_kw)
+        cleared, n_blocked, blocked_kwh = stages.block(static, cleared, injection_kw, t)
         if n_blocked.any() and (committed or static.is_gen.any()):
             # what a blocked trade would have moved is not produced or consumed: check the grid again
             injection_kw, disp = physical(cleared)
@@ -331,7 +331,7 @@ def step(
     lfm = None
     if cfg.flex_market:
         assert flex is not None and plan is not None and disp is not None and grid is not None
-        lfm, flex_payment = stages.flex_market(static, flex, injection_kw)
+        lfm, flex_payment = stages.flex_market(static, flex, injection_kw, t)
         moved = lfm.up_kw - lfm.down_kw
         if np.any(moved != 0):
             injection_kw, disp = physical(cleared, moved)
@@ -346,7 +346,7 @@ def step(
 
         penalty = allocate_penalty(
             cfg.grid_penalty, injection_kw, grid.line_loading_pct, grid.vm_pu, grid.converged, static.sens_i,
-            static.sens_v,
+            static.sens_v, a0_ka=stages.base_current(static, t),
         )  # fmt: skip
     # settle
     net_kwh = injection_kw * dt
