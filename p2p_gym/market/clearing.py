@@ -72,6 +72,7 @@ def clear(
     rng: np.random.Generator | None = None,
     retail_price: float | None = None,
     feed_in_price: float | None = None,
+    candidates: int | None = None,
 ) -> ClearingResult:
     """Clear a book of orders with one of :data:`MECHANISMS` (semantics in the module docstring; the community
     rules ``"mmr"``, ``"sdr"``, ``"bill_sharing"`` in :mod:`p2p_gym.market.community`).
@@ -88,6 +89,8 @@ def clear(
             agent index + 1); ``partners``/``preference`` must be N × N.
         rng: unused (all mechanisms are deterministic); accepted so callers can pass one uniformly.
         retail_price, feed_in_price: the interval's tariffs (currency/kWh); needed by the community rules only.
+        candidates: ``"bilateral"`` only: match over sparse candidate pairs (:func:`candidate_pairs`) instead of
+            every profitable pair, so the LP has O(N·k) pairs instead of O(N²). ``None`` (default): exact.
 
     Returns:
         The trades, the fill of every order and the clearing price (nan without trades).
@@ -111,10 +114,18 @@ def clear(
                 n_agents = max(int(np.shape(matrix)[0]), orders.n_agents)
                 break
     n = _n_agents(orders, n_agents)
+    if candidates is not None and (
+        isinstance(candidates, (bool, np.bool_))
+        or not isinstance(candidates, (int, np.integer))
+        or candidates < 1
+    ):
+        raise MarketError(f"candidates: must be None or an integer ≥ 1, got {candidates!r}")
     if mechanism == "bilateral":
         part = _partners(partners, n)
         pref = _preference(preference, n)
-        return _bilateral(orders, k, part, pref)
+        return _bilateral(orders, k, part, pref, candidates)
+    if candidates is not None:
+        raise MarketError(f"candidates: only used by mechanism 'bilateral', got mechanism {mechanism!r}")
     if partners is not None or preference is not None:
         raise MarketError(
             f"partners/preference: only used by mechanism 'bilateral', got mechanism {mechanism!r}"
@@ -315,8 +326,52 @@ def _result(trades: Trades, n_orders: int, price: float | None) -> ClearingResul
 # ------------------------------------------------------------------------------------------------ bilateral
 
 
+def candidate_pairs(
+    weight: FloatArray, ok: np.ndarray, price_b: FloatArray, price_a: FloatArray, q_b: FloatArray,
+    q_a: FloatArray, k: int,
+) -> np.ndarray:  # fmt: skip
+    """bool[Nb, Na]: the allowed pairs ``ok`` kept by sparse bilateral matching with ``k`` candidates.
+
+    Each bid keeps its ``k`` asks of largest surplus ``weight`` (bid − ask − preference costs) and each ask its
+    ``k`` such bids; and every bid keeps the asks whose place in the merit order (bids by price descending, asks
+    ascending, positioned by cumulative quantity) overlaps its own, widened by ``k`` asks on each side. Without
+    preferences and partner choices the overlapping pairs alone carry the merit-order matching, which is optimal
+    (it fills the same orders as the uniform-price auction), so the sparse LP loses nothing; with them it is an
+    approximation, exact once ``k`` reaches the number of counterparts. The LP then has at most about
+    ``(3k + 2)·(Nb + Na)`` pairs instead of ``Nb·Na``.
+    """
+    nb, na = ok.shape
+    keep = np.zeros_like(ok)
+    w = np.where(ok, weight, -np.inf)
+    kb, ka = min(k, na), min(k, nb)
+    rows = np.arange(nb)[:, None]
+    keep[rows, np.argpartition(-w, kb - 1, axis=1)[:, :kb]] = True
+    keep[np.argpartition(-w, ka - 1, axis=0)[:ka, :], np.arange(na)[None, :]] = True
+    ob = np.argsort(-price_b, kind="stable")
+    oa = np.argsort(price_a, kind="stable")
+    hb = np.cumsum(q_b[ob])
+    lb = hb - q_b[ob]
+    ha = np.cumsum(q_a[oa])
+    la = ha - q_a[oa]
+    first = np.searchsorted(
+        ha, lb, side="right"
+    )  # first ask (merit rank) whose interval ends after the bid's start
+    last = np.searchsorted(la, hb, side="left")  # one past the last ask that starts before the bid's end
+    first = np.clip(first - k, 0, na)
+    last = np.clip(last + k, 0, na)
+    span = last - first
+    if span.sum():
+        rank = np.repeat(first, span) + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span))
+        keep[np.repeat(ob, span), oa[rank]] = True
+    return keep & ok
+
+
 def _bilateral(
-    orders: Orders, k: float, partners: np.ndarray, preference: np.ndarray | None
+    orders: Orders,
+    k: float,
+    partners: np.ndarray,
+    preference: np.ndarray | None,
+    candidates: int | None = None,
 ) -> ClearingResult:
     n_orders = len(orders)
     q, p, a = orders.quantity, orders.price, orders.agent
@@ -342,6 +397,8 @@ def _bilateral(
     ok = (weight > 0) & partners[ab][:, aa] & partners[aa][:, ab].T & (ab[:, None] != aa[None, :])
     if not ok.any():
         return ClearingResult.empty(n_orders)
+    if candidates is not None:
+        ok = candidate_pairs(weight, ok, p[bids], p[asks], q[bids], q[asks], candidates)
     ii, jj, x, q_lp = _transport(weight, ok, q[bids], q[asks])
     # Remove solver noise: drop dust and scale so that no order is overfilled even by rounding. The flows are
     # sums and differences of the LP's capacities, exact up to rounding of order eps × the largest of them;

@@ -134,6 +134,13 @@ class MarketConfig:
     reward: str = _opt("money", "reward: money (profit) or savings (vs the grid-only bill)", REWARDS)
     k: float = _opt(0.5, "k-pricing weight: price = k·bid + (1 − k)·ask", lo=0.0, hi=1.0)
     preference: Any = _opt(None, "bilateral preference: none, 'distance' or an N×N matrix of β ≥ 0")  # noqa: RUF009
+    bilateral_candidates: int | None = _opt(
+        None,
+        "bilateral: match over sparse candidate pairs (each order's k most profitable counterparts and its k "
+        "merit-order neighbours each side) instead of every pair: O(N·k) LP columns instead of O(N²); exact without "
+        "preferences and partner choices, an approximation with them (None = exact)",
+        lo=1,
+    )
     preference_per_km: float = _opt(
         0.02, "scale of the 'distance' preference, currency/kWh per km", lo=0.0, hi=1e6
     )
@@ -229,6 +236,8 @@ class MarketConfig:
         _int(self, "forecast_steps", 0, 96 * 7)
         if self.peer_k is not None:
             _int(self, "peer_k", 1, 10**9)
+        if self.bilateral_candidates is not None:
+            _int(self, "bilateral_candidates", 1, 10**9)
         if self.start_day is not None:
             _int(self, "start_day", 0, 10**9)
         for name in ("block_threshold_pct", "fee_per_kwh_km", "grid_penalty", "k", "preference_per_km",

@@ -158,6 +158,7 @@ def _clear_kwargs(
     if config.mechanism == "bilateral":
         kw["partners"] = accept[row] if accept is not None else everyone
         kw["preference"] = preference[row] if preference is not None and preference.ndim == 3 else preference
+        kw["candidates"] = config.bilateral_candidates
     elif config.mechanism in COMMUNITY_RULES:
         kw["retail_price"], kw["feed_in_price"] = float(retail[row]), float(feed_in[row])
     return kw
