@@ -18,7 +18,8 @@ step the episode's step counter is set to the next time of day of a spread permu
 2. **Step time against N** (``--sizes``, ``max_prosumers`` of the builder, which takes LV grids in spread order
    until the budget is used, so large sizes span many platforms; the largest the extract supports is printed):
    grid ``none``, mechanism ``uniform`` and ``bilateral``, coordination ``single`` (one market of all agents) and
-   ``isolated`` (one market per platform); ms per step and the exponent of CPU time per step against N (slope
+   ``isolated`` (one market per platform), and bilateral in one market with sparse candidate pairs
+   (``bilateral_candidates=5``); ms per step and the exponent of CPU time per step against N (slope
    of the log-log least-squares line, and the slope between the two largest sizes).
 3. **Single feeder vs grid2op**: ``default`` (20 agents, one LV feeder) with grid ``ac`` beside grid2op's
    ``l2rpn_case14_sandbox`` (test data) on lightsim2grid stepping with do-nothing actions, when grid2op is
@@ -295,25 +296,30 @@ def part_curve(args: argparse.Namespace, summary: list[str]) -> None:
     )
     if too_big:
         print(f"sizes {too_big} skipped: above {total}")
-    configs = [(m, c) for m in ("uniform", "bilateral") for c in ("single", "isolated")]
+    # bilateral with sparse candidate pairs (bilateral_candidates=5): the exact LP of one market has ~N² pairs
+    configs = [(m, c) for m in ("uniform", "bilateral") for c in ("single", "isolated")] + [
+        ("bilateral-k5", "single")
+    ]
     results: dict[tuple[str, str], list[tuple[int, dict]]] = {cfg: [] for cfg in configs}
     print(
-        f"| {'mechanism':9s} | {'coordination':12s} | {'asked':>6s} | {'N':>5s} | {'P':>3s} | "
+        f"| {'mechanism':12s} | {'coordination':12s} | {'asked':>6s} | {'N':>5s} | {'P':>3s} | "
         f"{'build s':>7s} | {'env build s':>11s} | {'core ms/step':>12s} | {'env ms/step':>11s} | "
         f"{'env CPU ms':>10s} | {'steps':>5s} | {'peak MB':>7s} |"
     )
-    print(f"|{'-' * 11}|{'-' * 14}|{'-' * 7}:|{'-' * 6}:|{'-' * 4}:|{'-' * 8}:|{'-' * 12}:|{'-' * 13}:|"
+    print(f"|{'-' * 14}|{'-' * 14}|{'-' * 7}:|{'-' * 6}:|{'-' * 4}:|{'-' * 8}:|{'-' * 12}:|{'-' * 13}:|"
           f"{'-' * 12}:|{'-' * 11}:|{'-' * 6}:|{'-' * 8}:|")  # fmt: skip
     for size in sizes:
         t0 = time.perf_counter()
         sc = build_mvlv(days=args.days, max_prosumers=size, name=f"mvlv_{size}")
         build_s = time.perf_counter() - t0
         for mech, coord in configs:
-            opts = {"grid": "none", "coordination": coord, "mechanism": mech}
+            opts = {"grid": "none", "coordination": coord, "mechanism": mech.split("-")[0]}
+            if mech == "bilateral-k5":
+                opts["bilateral_candidates"] = 5
             r = in_child(
                 measure_env, sc, opts, args.curve_steps, args.budget, args.warmup, timeout=args.timeout
             )
-            head = f"| {mech:9s} | {coord:12s} | {size:6d} | {sc.n_agents:5d} | {sc.n_platforms:3d} | {build_s:7.1f} |"
+            head = f"| {mech:12s} | {coord:12s} | {size:6d} | {sc.n_agents:5d} | {sc.n_platforms:3d} | {build_s:7.1f} |"
             if "error" in r:
                 print(f"{head} failed: {r['error']}")
                 continue
@@ -323,9 +329,9 @@ def part_curve(args: argparse.Namespace, summary: list[str]) -> None:
                 f"{1000 / r['env_cpu']:10.2f} | {r['env_n']:5d} | {r['peak_mb']:7.0f} |"
             )
         del sc
-    print(f"\n| {'mechanism':9s} | {'coordination':12s} | {'N range':>11s} | {'exponent core':>13s} | "
+    print(f"\n| {'mechanism':12s} | {'coordination':12s} | {'N range':>11s} | {'exponent core':>13s} | "
           f"{'exponent env':>12s} | {'last pair core':>14s} | {'last pair env':>13s} |")  # fmt: skip
-    print(f"|{'-' * 11}|{'-' * 14}|{'-' * 12}:|{'-' * 14}:|{'-' * 13}:|{'-' * 15}:|{'-' * 14}:|")
+    print(f"|{'-' * 14}|{'-' * 14}|{'-' * 12}:|{'-' * 14}:|{'-' * 13}:|{'-' * 15}:|{'-' * 14}:|")
     for mech, coord in configs:
         pts = results[(mech, coord)]
         ns = [n for n, _ in pts]
@@ -333,14 +339,14 @@ def part_curve(args: argparse.Namespace, summary: list[str]) -> None:
         env = exponent(ns, [1000 / r["env_cpu"] for _, r in pts])
         span = f"{min(ns)}–{max(ns)}" if ns else "—"
         print(
-            f"| {mech:9s} | {coord:12s} | {span:>11s} | {_fmt(core[0], '13.2f')} | {_fmt(env[0], '12.2f')} | "
+            f"| {mech:12s} | {coord:12s} | {span:>11s} | {_fmt(core[0], '13.2f')} | {_fmt(env[0], '12.2f')} | "
             f"{_fmt(core[1], '14.2f')} | {_fmt(env[1], '13.2f')} |"
         )
-        if mech == "bilateral":
+        if mech.startswith("bilateral"):
             worst = max(core + env) if len(ns) >= 2 else None
             ok = None if worst is None else worst <= TARGET_EXPONENT + EXPONENT_SLACK
             summary.append(
-                f"bilateral step time ≲ N^{TARGET_EXPONENT:.0f}, coordination={coord} (N {span}): CPU-time exponent "
+                f"{mech} step time ≲ N^{TARGET_EXPONENT:.0f}, coordination={coord} (N {span}): CPU-time exponent "
                 f"core {_fmt(core[0], '.2f')}, env {_fmt(env[0], '.2f')} (last pair {_fmt(core[1], '.2f')} / "
                 f"{_fmt(env[1], '.2f')}; largest ≤ {TARGET_EXPONENT + EXPONENT_SLACK:.1f}) → {_verdict(ok)}"
             )
