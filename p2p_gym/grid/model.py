@@ -768,6 +768,34 @@ class GridModel:
         copper = ((trafo_pct * self._lin_df / 100.0) ** 2) @ self._lin_cu_kw
         return line + copper
 
+    def marginal_losses(self, injection_kw: Any, directions: Any, background_kw: Any = None) -> np.ndarray:
+        """float[B, D]: the derivative of the linear model's losses (kW per kW) at B injections along D directions.
+
+        ``∂L/∂d = Σ_l 6000 R_l F_l (S d)_l + Σ_r 2 (df_r/100)² c_r G_r (S_T d)_r`` with ``F = A0 + S p`` the
+        lines' active currents (kA) and ``G`` the transformers' active loadings (%), ``c`` their copper losses at
+        full load (kW): the exact gradient of :meth:`check_batch`'s ``losses_kw`` (``mode="linear"`` only).
+
+        Args:
+            injection_kw: float[B, N], kW.
+            directions: float[N, D], kW of each agent per kW of each direction (e.g. a platform's members 1/n).
+            background_kw: float[B, K] or float[K] (None = zero).
+        """
+        if self.mode != "linear":
+            raise GridError("marginal_losses: only available with mode='linear'")
+        inj = self._validate(injection_kw, batched=True)
+        bg = self._validate_background(background_kw, len(inj))
+        d = np.asarray(directions, dtype=np.float64)
+        if d.ndim != 2 or d.shape[0] != self.n_agents or not np.all(np.isfinite(d)):
+            raise GridError(f"directions: expected finite float[{self.n_agents}, D], got shape {d.shape}")
+        flow = self._lin_ia0 + inj @ self._lin_si.T
+        t_flow = self._lin_ta0 + inj @ self._lin_st.T
+        if self.n_background:
+            flow += bg @ self._lin_si_bg.T
+            t_flow += bg @ self._lin_st_bg.T
+        line = (6000.0 * self._lin_r_ohm * flow) @ (self._lin_si @ d)
+        copper = (2.0 * (self._lin_df / 100.0) ** 2 * self._lin_cu_kw * t_flow) @ (self._lin_st @ d)
+        return np.asarray(line + copper)
+
     @property
     def sensitivities(self) -> dict[str, np.ndarray]:
         """The linear model (``mode="linear"`` only): base values and sensitivity matrices per kW.

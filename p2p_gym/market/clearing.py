@@ -266,7 +266,11 @@ def _call_market(orders: Orders, k: float, discriminatory: bool) -> ClearingResu
         price = k * pb[ib] + (1.0 - k) * pa[ia]
     else:
         price = np.full(len(seg), uniform_price)
-    trades = Trades(buy_order[own], sell_order[own], buyer[own], seller[own], seg[own], price[own])
+    trades = Trades._trusted(
+        buy_order[own].astype(np.int64, copy=False), sell_order[own].astype(np.int64, copy=False),
+        buyer[own].astype(np.int64, copy=False), seller[own].astype(np.int64, copy=False),
+        seg[own].astype(np.float64, copy=False), price[own].astype(np.float64, copy=False),
+    )  # fmt: skip
     return _result(trades, n_orders, None if discriminatory else uniform_price)
 
 

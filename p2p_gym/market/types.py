@@ -103,6 +103,16 @@ class Orders:
         object.__setattr__(self, "quantity", quantity)
 
     @classmethod
+    def _trusted(cls, agent: IntArray, is_buy: BoolArray, price: FloatArray, quantity: FloatArray) -> Orders:
+        """A book from fresh 1-D arrays of the right dtypes, equal lengths and valid values (the simulation's
+        own books): no validation and no copy; the arrays are frozen."""
+        obj = object.__new__(cls)
+        _freeze(agent, is_buy, price, quantity)
+        for name, arr in (("agent", agent), ("is_buy", is_buy), ("price", price), ("quantity", quantity)):
+            object.__setattr__(obj, name, arr)
+        return obj
+
+    @classmethod
     def empty(cls) -> Orders:
         """A book without orders."""
         return cls(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0))
@@ -180,6 +190,19 @@ class Trades:
         _finite("price", floats["price"])
         for name, arr in [*ints.items(), *floats.items()]:
             object.__setattr__(self, name, arr)
+
+    @classmethod
+    def _trusted(
+        cls, buy_order: IntArray, sell_order: IntArray, buyer: IntArray, seller: IntArray, quantity: FloatArray,
+        price: FloatArray,
+    ) -> Trades:  # fmt: skip
+        """Trades from 1-D int64/float64 arrays of equal length with finite values (the clearing's own): no
+        validation and no copy."""
+        obj = object.__new__(cls)
+        for name, arr in (("buy_order", buy_order), ("sell_order", sell_order), ("buyer", buyer),
+                          ("seller", seller), ("quantity", quantity), ("price", price)):  # fmt: skip
+            object.__setattr__(obj, name, arr)
+        return obj
 
     @classmethod
     def empty(cls) -> Trades:

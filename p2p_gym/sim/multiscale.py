@@ -14,12 +14,13 @@ Coordination architectures of Morstyn, Savelli & Hepburn (2021, One Earth 4(5):6
 
   with ``λ_t`` the marginal price at the substation under the expected dispatch (retail when the platforms are
   expected to import in total, feed-in when they are expected to export), ``m_pt = ∂L/∂P_p`` the marginal loss
-  factor of an injection spread over the platform's members (``L`` the network's active losses, linear grid model,
-  central differences at the expected dispatch), and ``φ_p`` the network charge, ``upstream_fee_per_kwh_km`` × the
-  line length from the substation to the platform's transformer. This is the distribution locational marginal
-  price of Papavasiliou (2018, IEEE Trans. Power Syst. 33(4):4872–4882, eq. 21: energy + losses) without its
-  congestion term (the expected dispatch is the no-trade one, known to the DSO; none of the shipped grids is
-  congested there) plus a use-of-system charge. The expected dispatch is the inflexible one (load and PV as
+  factor of an injection spread over the platform's members (``L`` the network's active losses in the linear grid
+  model, its exact derivative at the expected dispatch), and ``φ_p`` the network charge,
+  ``upstream_fee_per_kwh_km`` × the line length from the substation to the platform's transformer. This is the
+  distribution locational marginal price (Papavasiliou 2018, "Analysis of distribution locational marginal
+  prices", IEEE Trans. Smart Grid 9(5):4872–4882: its energy and loss components) without its congestion term
+  (the expected dispatch is the no-trade one, known to the DSO; none of the shipped grids is congested there) plus
+  a use-of-system charge. The expected dispatch is the inflexible one (load and PV as
   forecast, devices idle), forecast perfectly (as everything in the simulation). Each platform clears its own
   market with its members' limit prices inside [export, import] price, and the DSO buys what a member exports and
   sells what it imports at the published prices. The DSO settles the system's net with the supplier at the
@@ -97,7 +98,9 @@ def negotiate(
             sol = negotiate_centralized(book, fee)
         elif cfg.negotiation == "admm_async":
             step_t = 0 if t is None else int(t[row])
-            sol = negotiate_admm(book, fee, asynchronous=True, rng=np.random.default_rng(step_t), max_iter=200_000)
+            sol = negotiate_admm(
+                book, fee, asynchronous=True, rng=np.random.default_rng(step_t), max_iter=200_000
+            )
         else:
             sol = negotiate_admm(book, fee)
         if sol.status == "max_iter":  # not converged within the cap: the same market solved centrally instead
@@ -142,10 +145,9 @@ class PlatformPricing:
         sc: the scenario (with a pandapower net).
         fee: float[P], the network charge per platform (:func:`substation_fee`).
         model: a linear :class:`~p2p_gym.grid.GridModel` of the scenario (built when None).
-        delta_kw: the finite-difference step of the loss factors (kW per platform).
     """
 
-    def __init__(self, sc: Any, fee: np.ndarray, model: Any = None, delta_kw: float = 1.0) -> None:
+    def __init__(self, sc: Any, fee: np.ndarray, model: Any = None) -> None:
         from p2p_gym.grid import GridModel
 
         if sc.net is None:
@@ -157,24 +159,17 @@ class PlatformPricing:
         self.sc = sc
         self.fee = np.asarray(fee, dtype=np.float64)
         self.model = model if model is not None and model.mode == "linear" else GridModel(sc, "linear")
-        self.delta_kw = float(delta_kw)
         self._members = [np.flatnonzero(sc.platform == k) for k in range(sc.n_platforms)]
+        self._directions = np.zeros((len(sc.agent_ids), len(self._members)))
+        for k, idx in enumerate(self._members):
+            self._directions[idx, k] = 1.0 / len(idx)
         self._days: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def loss_factors(self, injection_kw: np.ndarray, background_kw: np.ndarray | None) -> np.ndarray:
-        """float[T, P]: ``m = ∂L/∂P_p`` at T dispatches float[T, N] (central differences of the linear model's
-        losses, ±``delta_kw`` spread equally over each platform's members)."""
-        t, n = injection_kw.shape
-        p = len(self._members)
-        rows = np.repeat(injection_kw[:, None, :], 2 * p, axis=1)  # [T, 2P, N]
-        for k, idx in enumerate(self._members):
-            rows[:, 2 * k, idx] += self.delta_kw / len(idx)
-            rows[:, 2 * k + 1, idx] -= self.delta_kw / len(idx)
-        bg = None
-        if background_kw is not None:
-            bg = np.repeat(background_kw[:, None, :], 2 * p, axis=1).reshape(t * 2 * p, -1)
-        losses = self.model.check_batch(rows.reshape(t * 2 * p, n), bg).losses_kw.reshape(t, p, 2)
-        return (losses[..., 0] - losses[..., 1]) / (2.0 * self.delta_kw)
+        """float[T, P]: ``m = ∂L/∂P_p`` at T dispatches float[T, N]: the exact derivative of the linear model's
+        losses along an injection spread equally over each platform's members
+        (:meth:`~p2p_gym.grid.GridModel.marginal_losses`)."""
+        return self.model.marginal_losses(injection_kw, self._directions, background_kw)
 
     def expected_day(self, day: int) -> tuple[np.ndarray, np.ndarray]:
         """The expected dispatch's substation price ``λ`` float[S] and loss factors float[S, P] of a day's S steps."""

@@ -139,7 +139,11 @@ def orders_of(
     """The :class:`~p2p_gym.market.Orders` book of one row (agents with a positive quantity), optionally of the
     agents ``among`` only (a platform's members; agent indices stay global)."""
     idx = np.flatnonzero(qty > 0) if among is None else among[qty[among] > 0]
-    return market.Orders(agent=idx, is_buy=is_buy[idx], price=price[idx], quantity=qty[idx])
+    # the simulation's own arrays: decoded, finite, quantities ≥ 0 (fancy indexing copies them)
+    return market.Orders._trusted(
+        idx.astype(np.int64, copy=False), is_buy[idx].astype(bool, copy=False),
+        price[idx].astype(np.float64, copy=False), qty[idx].astype(np.float64, copy=False),
+    )  # fmt: skip
 
 
 def _clear_kwargs(

@@ -106,3 +106,25 @@ def test_linear_model_agrees_with_ac_on_mvlv_with_background() -> None:
     hv = (sc.net.trafo.vn_hv_kv > 50.0).to_numpy()  # the HV/MV transformers, which carry the whole system
     assert hv.any() and ac.trafo_loading_pct[:, hv].max() > 30.0
     np.testing.assert_allclose(lin.trafo_loading_pct[:, hv], ac.trafo_loading_pct[:, hv], rtol=0, atol=1.0)
+
+
+def test_marginal_losses_are_the_derivative_of_the_linear_losses() -> None:
+    """GridModel.marginal_losses against central differences of check_batch's losses (a quadratic in the
+    injections, so central differences are exact up to rounding)."""
+    from p2p_gym.errors import GridError
+
+    sc = cached_scenario("default")
+    model = GridModel(sc, "linear")
+    rng = np.random.default_rng(0)
+    inj = (sc.pv_kw - sc.load_kw)[[40, 48, 56, 80]]
+    d = rng.uniform(0, 1, (sc.n_agents, 3))
+    got = model.marginal_losses(inj, d)
+    h = 0.5
+    for j in range(3):
+        up = model.check_batch(inj + h * d[:, j]).losses_kw
+        down = model.check_batch(inj - h * d[:, j]).losses_kw
+        np.testing.assert_allclose(got[:, j], (up - down) / (2 * h), rtol=1e-7, atol=1e-10)
+    with pytest.raises(GridError, match="directions"):
+        model.marginal_losses(inj, np.zeros((3, 2)))
+    with pytest.raises(GridError, match="linear"):
+        GridModel(sc, "ac").marginal_losses(inj, d)
