@@ -8,7 +8,8 @@ step the episode's step counter is set to the next time of day of a spread permu
 18:30, 3:45, ...), so that a short timed loop averages over night (few sellers) and day as whole episodes do.
 
 1. **Env at ~1,000 prosumers** (``--prosumers``; the default selection, 991 prosumers on 15 platforms): grid
-   ``linear`` and ``ac`` × coordination ``single`` / ``isolated`` / ``negotiation``, ``--mechanism`` (uniform).
+   ``linear`` and ``ac`` × coordination ``single`` / ``isolated`` / ``negotiation`` (ADMM, and ``negotiation-lp``:
+   the centralised LP) / ``pricing`` / ``predictive`` (persistence), ``--mechanism`` (uniform).
    Two rates: the PettingZoo env's ``step`` (dict actions in, observation/reward/info dicts out: what users see)
    and the core :func:`p2p_gym.sim.step` on arrays (B = 1, the env's path). Peak memory (``ru_maxrss``): each
    configuration runs in a child forked from the process that built the scenario, so the child's peak starts at
@@ -235,8 +236,12 @@ def part_env(args: argparse.Namespace, summary: list[str]) -> None:
     )
     rows = []
     for grid in ("linear", "ac"):
-        for coord in ("single", "isolated", "negotiation"):
-            opts = {"grid": grid, "coordination": coord, "mechanism": args.mechanism}
+        for coord in ("single", "isolated", "negotiation", "negotiation-lp", "pricing", "predictive"):
+            opts = {"grid": grid, "coordination": coord.split("-")[0], "mechanism": args.mechanism}
+            if coord == "negotiation-lp":
+                opts["negotiation"] = "centralized"
+            if coord == "predictive":
+                opts["predictor"] = "persistence"
             r = in_child(measure_env, sc, opts, args.steps, args.budget, args.warmup, timeout=args.timeout)
             rows.append((grid, coord, r))
     print(

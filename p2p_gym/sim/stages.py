@@ -278,6 +278,16 @@ def _clear_platforms(
         books_l, results_l = [], []
         everyone = np.ones((n, n), dtype=bool) if config.mechanism == "bilateral" and accept is None else None
         for row in range(b):
+            if config.mechanism in (
+                "uniform",
+                "pay_as_bid",
+            ):  # every platform's call market in one compiled loop
+                book, res, plat_price[row], plat_volume[row] = _call_markets(
+                    config, n, price[row], qty[row], is_buy[row], members
+                )
+                books_l.append(book)
+                results_l.append(res)
+                continue
             sub_books, sub_results = [], []
             kw = _clear_kwargs(config, n, row, accept, preference, *tariff[0], everyone)
             for k, idx in enumerate(members):
@@ -301,6 +311,59 @@ def _clear_platforms(
             volume > 0, np.nansum(np.nan_to_num(plat_price) * plat_volume, axis=1) / volume, np.nan
         )
     return Cleared(bought, sold, paid, received, mean_price, volume, books, results, plat_price, plat_volume)
+
+
+def _call_markets(
+    config: Any,
+    n: int,
+    price: np.ndarray,
+    qty: np.ndarray,
+    is_buy: np.ndarray,
+    members: tuple[np.ndarray, ...],
+) -> tuple[market.Orders, market.ClearingResult, np.ndarray, np.ndarray]:
+    """Every platform's uniform-price or pay-as-bid auction of one row (:func:`p2p_gym.market.grouped.clear_groups`):
+    the merged book (platform by platform, as :func:`_merge_books` lays it out), its result, and each platform's
+    price (uniform: its price; pay-as-bid: the volume-weighted mean; nan without trades) and volume float[P]. A
+    platform the grouped loop hands back (an agent on both sides) is cleared by :func:`p2p_gym.market.clear`."""
+    from p2p_gym.market.grouped import clear_groups
+
+    books = [orders_of(price, qty, is_buy, among=idx) for idx in members]
+    sizes = np.array([len(bk) for bk in books])
+    book = market.Orders._trusted(
+        np.concatenate([bk.agent for bk in books]), np.concatenate([bk.is_buy for bk in books]),
+        np.concatenate([bk.price for bk in books]), np.concatenate([bk.quantity for bk in books]),
+    )  # fmt: skip
+    group = np.repeat(np.arange(len(members)), sizes)
+    disc = config.mechanism == "pay_as_bid"
+    trades, tg, uniform, fallback = clear_groups(book, group, len(members), config.k, disc)
+    if fallback.any():  # re-clear those platforms one by one and splice their trades in
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        parts = [trades]
+        keep = ~np.isin(tg, np.flatnonzero(fallback))
+        parts[0] = market.Trades._trusted(*(getattr(trades, f)[keep] for f in _TRADE_FIELDS))
+        for j in np.flatnonzero(fallback):
+            r = market.clear(books[j], config.mechanism, k=config.k, n_agents=n)
+            t = r.trades
+            parts.append(market.Trades._trusted(t.buy_order + offsets[j], t.sell_order + offsets[j], t.buyer,
+                                                t.seller, t.quantity, t.price))  # fmt: skip
+            uniform[j] = r.clearing_price if not disc else np.nan
+        trades = market.Trades._trusted(
+            *(np.concatenate([getattr(x, f) for x in parts]) for f in _TRADE_FIELDS)
+        )
+    k_orders, p = len(book), len(members)
+    q = trades.quantity
+    filled = np.bincount(trades.buy_order, q, k_orders) + np.bincount(trades.sell_order, q, k_orders)
+    volume = float(q.sum())
+    mean = float(trades.price @ q / volume) if volume > 0 else float("nan")
+    g = group[trades.buy_order]
+    plat_volume = np.bincount(g, q, p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vw = np.where(plat_volume > 0, np.bincount(g, q * trades.price, p) / plat_volume, np.nan)
+    plat_price = vw if disc else np.where(plat_volume > 0, uniform, np.nan)
+    return book, market.ClearingResult(trades, filled, mean), plat_price, plat_volume
+
+
+_TRADE_FIELDS = ("buy_order", "sell_order", "buyer", "seller", "quantity", "price")
 
 
 def _merge_books(
