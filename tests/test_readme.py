@@ -27,3 +27,16 @@ def test_agents_example_runs() -> None:
     exec(compile(python_blocks(readme_section("Rule-based agents"))[0], "README-agents", "exec"), namespace)
     assert namespace["env"].agents == []  # played to the end
     assert set(namespace["policies"]) == set(namespace["env"].possible_agents)
+
+
+def test_multiscale_example_runs(capsys) -> None:  # type: ignore[no-untyped-def]
+    from tests._readme import python_blocks, readme_section
+
+    namespace: dict = {}
+    code = python_blocks(readme_section("Many platforms on an MV/LV grid"))[0]
+    exec(compile(code, "README-multiscale", "exec"), namespace)
+    env = namespace["env"]
+    assert env.agents == [] and len(env.operator_agents) == 3
+    platforms = namespace["platforms"]
+    assert len(platforms["import_price"]) == 3 and platforms["dso_balance"] is not None
+    assert "operator_" in capsys.readouterr().out

@@ -600,7 +600,10 @@ def build_flex(days: int = 366, max_agents: int | None = None, name: str = "flex
     **Grid** (linear model of :class:`~p2p_gym.grid.GridModel`, every step of 2016, no trade: each agent
     injects PV − load − heat pump − EV charging, batteries idle). With EV charging as in SimBench the largest
     line loading is 48.5 % (the head cable of the feeder at bus 6), above 40 % in 155 steps, never above 80 %;
-    the transformer peaks at 55 % and bus voltages stay in 1.000–1.048 p.u. With every plugged-in EV
+    the transformer peaks at 55 %. Bus voltages span 1.025–1.073 p.u.: the transformer's tap at −1 (2.5 % per step,
+    HV side) lifts the LV side by 2.6 % (``set_tap_changer_type``; before taps acted, 1.000–1.048 p.u.), so the
+    largest PV exports (step 19631) go above a 1.05 p.u. band (AC, EVs at full power from arrival: 48.3 % line,
+    56.9 % transformer loading at most). With every plugged-in EV
     charging at full power the line maximum is 51.4 % (4 steps above 50 %). The feeder is not congested by
     its own profiles: congestion studies need added load or PV, or a lower ``loading_limit_pct``. At the peak
     net-load step (step 34422, 24 December 13:30, 245 kW net import with EVs at full power) an AC power flow
