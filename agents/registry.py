@@ -120,7 +120,8 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
     Args:
         name: e.g. ``"zi-c"``, ``"markup:0.2"``, ``"zi-c+nearest:1"``, ``"zip+battery"``.
         env: the :class:`~p2p_gym.envs.P2PMarketEnv` (action size, scenario data, last book).
-        agent_id: the agent in ``env.possible_agents``.
+        agent_id: the agent in ``env.possible_agents``. A platform operator agent gets the operator rule ``name``
+            when it is one (:data:`agents.operators.OPERATOR_RULES`), else ``expected``.
         **kw: keyword arguments of the bidding rule's constructor (e.g. ``markup=0.2``); ``k`` goes to the
             peer selector.
 
@@ -129,6 +130,11 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
     """
     if agent_id not in env.possible_agents:
         raise AgentConfigError(f"agent_id: {agent_id!r} is not one of {env.possible_agents}")
+    if agent_id in getattr(env, "operator_agents", ()):  # a platform operator: an operator rule
+        from agents.operators import OPERATOR_RULES, OperatorRule
+
+        rule = name if name in OPERATOR_RULES else "expected"
+        return OperatorRule(rule, int(np.prod(env.action_space(agent_id).shape)))
     parts = [p for p in str(name).split("+") if p.strip()]
     if not parts:
         raise AgentConfigError(f"policy name: empty name {name!r}; choose one of {sorted(RULES)}")

@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="zi-c,truthful",
         help="comma-separated rules for the learned slots (default: %(default)s)",
     )
+    parser.add_argument(
+        "--day-split",
+        choices=("all", "train", "test"),
+        default=None,
+        help="days the episodes start on (default: the run's; test = the held-out days, every fifth)",
+    )
 
 
 def load_run(run: Path) -> tuple[TrainArgs, dict[str, Any]]:
@@ -42,10 +48,17 @@ def load_run(run: Path) -> tuple[TrainArgs, dict[str, Any]]:
 
 
 def evaluate(
-    run: Path, episodes: int = 5, seed: int | None = None, baselines: tuple[str, ...] = ("zi-c", "truthful")
+    run: Path,
+    episodes: int = 5,
+    seed: int | None = None,
+    baselines: tuple[str, ...] = ("zi-c", "truthful"),
+    day_split: str | None = None,
 ) -> dict[str, PlayResult]:
-    """Play the trained policy and each baseline; returns ``{"policy": ..., "<baseline>": ...}``."""
+    """Play the trained policy and each baseline; returns ``{"policy": ..., "<baseline>": ...}``. ``day_split``
+    overrides the run's (e.g. ``"test"``: held-out days)."""
     args, learned = load_run(run)
+    if day_split is not None:
+        args.market = args.market.replace(day_split=day_split)
     seed = args.seed + 2_000_000 if seed is None else seed
     results = {"policy": play(args.market, mixed_factory(learned, args.others), episodes, seed)}
     for name in baselines:
@@ -63,10 +76,11 @@ def main(ns: argparse.Namespace) -> int:
         return 2
     baselines = tuple(b for b in ns.baselines.split(",") if b)
     args, learned = load_run(run)
-    results = evaluate(run, ns.episodes, ns.seed, baselines)
+    results = evaluate(run, ns.episodes, ns.seed, baselines, ns.day_split)
     slots = list(learned)
     print(f"run {run} ({args.lib}/{args.algo}, setting {args.setting}, {args.scenario}/{args.mechanism}), "
-          f"{ns.episodes} episodes of {args.market.episode_steps} steps")  # fmt: skip
+          f"{ns.episodes} episodes of {args.market.episode_steps} steps, "
+          f"days {ns.day_split or args.market.day_split}")  # fmt: skip
     names = list(results)
     print("\nmean episode reward (currency) of the learned slots:")
     print(f"  {'agent':<14}" + "".join(f"{n:>14}" for n in names))

@@ -111,3 +111,21 @@ def test_bad_arguments_are_reported(argv: list[str], named: str, tmp_path: Path)
     )
     assert proc.returncode == 2 and named in proc.stdout, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_train_a_platform_operator(tmp_path: Path) -> None:
+    """A learned platform operator (coordination=predictive, predictor=agents) among rule-based prosumers and
+    operators: the operator's slot is compared with the operator rules."""
+    from p2p_gym.scenarios import load_scenario
+    from p2p_gym.sim.multiscale import operator_ids
+
+    op = operator_ids(load_scenario("tiny"))[0]
+    run = tmp_path / "run"
+    cfg = tmp_path / "op.yaml"
+    cfg.write_text(yaml.safe_dump({"eval_baselines": ["expected", "persistence"]}))
+    market = ["--coordination", "predictive", "--predictor", "agents", *TINY, *SMALL_HP["ppo"]]
+    cli("train", "--config", str(cfg), "--algo", "ppo", "--setting", "single", "--agent", op, "--others", "battery",
+        *market, "--out", str(run))  # fmt: skip
+    assert (run / "model.zip").exists()
+    evals = csv_rows(run / "evaluations.csv")
+    assert evals and set(evals[0]) == {"timesteps", "learner", "expected", "persistence"}
