@@ -132,15 +132,17 @@ def allocate_penalty(
     sens_v: np.ndarray,
     *,
     a0_ka: np.ndarray | None = None,
+    v_band: tuple[float, float] = (0.95, 1.05),
 ) -> np.ndarray:
     """Grid-violation penalty per agent, float[B, N] (currency).
 
     The total is ``rate · (Σ overflow in % points + 100 · Σ voltage excess in p.u.)`` over lines above 100 % and
-    buses outside 0.95–1.05 p.u. It is shared among agents in proportion to their positive contribution to the
-    violations: on overloaded lines, the part of the line flow an agent's injection drives in the flow's direction
-    (``S_i[l, n] · p_n · sign(F_l)``, ``F = A0 + S_i p`` the signed active current; ``A0`` itself, the flows of
-    the net's other elements, is nobody's share); at violated buses, its voltage change in the direction of the
-    excess; the two shares weighted by the line and voltage parts of the total. Equal shares when nobody contributes.
+    buses outside ``v_band`` (p.u.; the scenario's ``voltage_band`` in the simulation). It is shared among agents
+    in proportion to their positive contribution to the violations: on overloaded lines, the part of the line
+    flow an agent's injection drives in the flow's direction (``S_i[l, n] · p_n · sign(F_l)``, ``F = A0 + S_i p``
+    the signed active current; ``A0`` itself, the flows of the net's other elements, is nobody's share); at
+    violated buses, its voltage change in the direction of the excess; the two shares weighted by the line and
+    voltage parts of the total. Equal shares when nobody contributes.
     Rows whose power flow failed pay nothing.
 
     Args:
@@ -162,7 +164,7 @@ def allocate_penalty(
     flow = inj @ sens_i.T  # [B, L]
     if a0_ka is not None:
         flow = flow + _per_line("a0_ka", a0_ka, sens_i.shape[0], rows=b)
-    over_v = np.clip(vm - 1.05, 0.0, None) + np.clip(0.95 - vm, 0.0, None)  # [B, V]
+    over_v = np.clip(vm - v_band[1], 0.0, None) + np.clip(v_band[0] - vm, 0.0, None)  # [B, V]
     excess = np.clip(line - 100.0, 0.0, None)  # [B, L]
     total = rate * (excess.sum(axis=1) + 100.0 * over_v.sum(axis=1))
     contrib_l = sens_i[None] * inj[:, None, :] * np.sign(flow)[:, :, None]  # [B, L, N]

@@ -100,6 +100,10 @@ class Scenario:
     platform_trafo: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """int[P]: index in ``net.trafo`` of each platform's MV/LV transformer (−1 = none, e.g. one LV feeder
     with its own substation as the only platform)."""
+    voltage_band: tuple[float, float] = (0.95, 1.05)
+    """Bus voltages (p.u.) outside ``(low, high)`` count as violations in the grid check: a planning band of
+    ±5 % by default; ``mvlv`` uses EN 50160's ±10 % supply band, since its MV/LV transformers' taps lift the LV
+    side above 1.05 p.u. at light load by design."""
     pv_curtailable: bool = True
     """PV may be curtailed below its available power (at no cost) when that pays or is ordered."""
     start_time: str = "2016-01-01 00:00"
@@ -121,6 +125,14 @@ class Scenario:
                 object.__setattr__(self, name, np.zeros(n))
         if not isinstance(self.step_minutes, (int, np.integer)) or not 1 <= int(self.step_minutes) <= 1440:
             raise ScenarioError(f"step_minutes: must be an integer in [1, 1440], got {self.step_minutes!r}")
+        band = self.voltage_band
+        try:
+            lo, hi = (float(v) for v in band)
+        except (TypeError, ValueError):
+            raise ScenarioError(f"voltage_band: expected (low, high) in p.u., got {band!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and 0.0 < lo < hi):
+            raise ScenarioError(f"voltage_band: need 0 < low < high (p.u.), got {band!r}")
+        object.__setattr__(self, "voltage_band", (lo, hi))
         eff = self.battery_efficiency
         if not isinstance(eff, (float, int)) or not np.isfinite(eff) or not 0.0 < eff <= 1.0:
             raise ScenarioError(f"battery_efficiency: must be a number in (0, 1], got {eff!r}")

@@ -243,6 +243,7 @@ def build_mvlv(
         battery_efficiency=0.95,
         background_ids=tuple(bg_ids),
         background_kw=background,
+        voltage_band=(0.90, 1.10),  # EN 50160: ±10 % of nominal at the supply terminals (LV and MV)
         platform=platform,
         platform_names=tuple(f.name for f in chosen),
         platform_trafo=np.array([f.trafo for f in chosen], dtype=np.int64),

@@ -169,13 +169,18 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
     if config.grid != "none":
         from p2p_gym.grid import FlowAttribution, GridModel
 
-        grid_model = GridModel(sc, config.grid)
+        v_lo, v_hi = sc.voltage_band
+        grid_model = GridModel(sc, config.grid, v_min_pu=v_lo, v_max_pu=v_hi)
         if (
             config.grid_policy in ("block", "preblock", "redirect")
             or config.grid_penalty > 0
             or config.flex_market
         ):
-            lin = grid_model if config.grid == "linear" else GridModel(sc, "linear")
+            lin = (
+                grid_model
+                if config.grid == "linear"
+                else GridModel(sc, "linear", v_min_pu=v_lo, v_max_pu=v_hi)
+            )
             sens = lin.sensitivities
             sens_i, sens_v = sens["line_current_ka_per_kw"], sens["vm_pu_per_kw"]
             i0, max_i = sens["line_current_ka"], lin.max_i_ka

@@ -346,7 +346,7 @@ def step(
 
         penalty = allocate_penalty(
             cfg.grid_penalty, injection_kw, grid.line_loading_pct, grid.vm_pu, grid.converged, static.sens_i,
-            static.sens_v, a0_ka=stages.base_current(static, t),
+            static.sens_v, a0_ka=stages.base_current(static, t), v_band=sc.voltage_band,
         )  # fmt: skip
     # settle
     net_kwh = injection_kw * dt

@@ -156,3 +156,24 @@ def test_set_tap_changer_type_leaves_set_types_and_phase_shifters() -> None:
     set_tap_changer_type(net)
     assert net.trafo.at[0, "tap_changer_type"] == "Ratio"
     assert net.trafo.at[two, "tap_changer_type"] is None or np.isnan(net.trafo.at[two, "tap_changer_type"])
+
+
+def test_voltage_band_is_the_scenarios_and_is_validated() -> None:
+    """mvlv counts violations against EN 50160's ±10 % band (its taps lift the LV side above 1.05 p.u. by design);
+    the band reaches the grid check of the simulation, and a bad band is named."""
+    from p2p_gym import sim
+
+    sc = load_scenario("mvlv", days=1, n_platforms=2)
+    assert sc.voltage_band == (0.90, 1.10)
+    static = sim.build(sim.MarketConfig(scenario=sc.name, grid="linear"), sc)
+    assert (static.grid_model.v_min_pu, static.grid_model.v_max_pu) == (0.90, 1.10)
+    narrow = sim.build(sim.MarketConfig(scenario=sc.name, grid="linear"), sc.replace(voltage_band=(0.95, 1.05)))
+    state = sim.initial_state(static, days=[0])
+    zero = np.zeros((1, static.n, static.n_actions))
+    _, wide_out = sim.step(static, state, zero)
+    _, narrow_out = sim.step(narrow, sim.initial_state(narrow, days=[0]), zero)
+    vm = wide_out.grid.vm_pu[0]
+    assert wide_out.grid.kpis()["n_voltage_violations"][0] == int(((vm < 0.90) | (vm > 1.10)).sum())
+    assert narrow_out.grid.kpis()["n_voltage_violations"][0] == int(((vm < 0.95) | (vm > 1.05)).sum()) > 0
+    with pytest.raises(ScenarioError, match="voltage_band"):
+        sc.replace(voltage_band=(1.1, 0.9))
