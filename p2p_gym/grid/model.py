@@ -768,6 +768,19 @@ class GridModel:
         copper = ((trafo_pct * self._lin_df / 100.0) ** 2) @ self._lin_cu_kw
         return line + copper
 
+    def active_base_ka(self, background_kw: Any = None) -> np.ndarray:
+        """float[B, L] (float[L] for one background vector or None), kA: the linear model's signed active line
+        currents at zero agent injection, ``A0 + S_bg · b`` — the ``a0_ka`` the DSO's rules take
+        (``mode="linear"`` only)."""
+        if self.mode != "linear":
+            raise GridError("active_base_ka: only available with mode='linear'")
+        if background_kw is None or np.ndim(background_kw) == 1:
+            bg = self._validate_background(background_kw, None)[0]
+            return self._lin_ia0 + (bg @ self._lin_si_bg.T if self.n_background else 0.0)
+        bg = self._validate_background(background_kw, len(background_kw))
+        out = np.broadcast_to(self._lin_ia0, (len(bg), self.n_lines))
+        return out + bg @ self._lin_si_bg.T if self.n_background else out.copy()
+
     def marginal_losses(self, injection_kw: Any, directions: Any, background_kw: Any = None) -> np.ndarray:
         """float[B, D]: the derivative of the linear model's losses (kW per kW) at B injections along D directions.
 

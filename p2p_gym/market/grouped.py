@@ -68,24 +68,10 @@ def _book(
         return empty_i, empty_i, empty_f, empty_f, np.nan, False
     fb = _level_fill(pb, qb, volume, True)
     fa = _level_fill(pa, qa, volume, False)
-    b_star, a_star = np.inf, -np.inf
-    any_b, any_a = False, False
-    for i in range(nb):
-        if fb[i] > tol:
-            b_star = min(b_star, pb[i])
-            any_b = True
-    if not any_b:
-        for i in range(nb):
-            if fb[i] > 0:
-                b_star = min(b_star, pb[i])
-    for j in range(na):
-        if fa[j] > tol:
-            a_star = max(a_star, pa[j])
-            any_a = True
-    if not any_a:
-        for j in range(na):
-            if fa[j] > 0:
-                a_star = max(a_star, pa[j])
+    # marginal accepted prices among orders that really trade (a dust fill ≤ tol is dropped)
+    real_b, real_a = fb > tol, fa > tol
+    b_star = pb[real_b].min() if real_b.any() else pb[fb > 0].min()
+    a_star = pa[real_a].max() if real_a.any() else pa[fa > 0].max()
     uniform = k * b_star + (1.0 - k) * a_star
     used_b = np.flatnonzero(fb > 0)
     used_a = np.flatnonzero(fa > 0)

@@ -446,12 +446,9 @@ def injections(net_kw: np.ndarray, sold: np.ndarray, is_gen: np.ndarray, dt: flo
 # ----------------------------------------------------------------------------------------------- grid policy
 def base_current(static: Any, t: np.ndarray) -> np.ndarray:
     """float[B, L], kA: the linear model's signed active line currents without the agents at scenario steps ``t``
-    int[B]: the base flow at zero injection plus the background elements' flows (``A0`` of the DSO's rules)."""
-    a0 = np.broadcast_to(static.a0_ka, (len(t), len(static.a0_ka)))
+    int[B], the base flow plus the background elements' flows (``A0`` of the DSO's rules)."""
     bg = static.scenario.background_kw
-    if bg.shape[1] and static.sens_i_background is not None:
-        return a0 + bg[t] @ static.sens_i_background.T
-    return a0
+    return static.linear_model.active_base_ka(bg[t] if bg.shape[1] else np.zeros((len(t), 0)))
 
 
 def block(

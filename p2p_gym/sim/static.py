@@ -67,11 +67,9 @@ class SimStatic:
     ``config.coordination`` clears a multi-platform scenario's platforms separately."""
     platform_fee: np.ndarray | None = None
     """float[P, P] fee per kWh (each side) of an inter-platform trade (``coordination="negotiation"``)."""
-    a0_ka: np.ndarray | None = None
-    """float[L] signed active line currents at zero injection of the linear model (kA), when a DSO rule needs them
-    (the background's are added per step: :func:`p2p_gym.sim.stages.base_current`)."""
-    sens_i_background: np.ndarray | None = None
-    """float[L, K] line current sensitivities to the background injections (kA/kW), when a DSO rule needs them."""
+    linear_model: Any = None
+    """The linear :class:`~p2p_gym.grid.GridModel` of the DSO's rules, when one needs it (its active base currents
+    per step: :func:`p2p_gym.sim.stages.base_current`)."""
     operator_ids: tuple[str, ...] = ()
     """Agent ids of the platform operators when they are agents (``predictor="agents"``), else empty."""
     mv_lines: np.ndarray | None = None
@@ -165,7 +163,7 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
                 f"preference: expected finite float[{n}, {n}] ≥ 0, got shape {preference.shape}"
             )
 
-    grid_model = attribution = sens_i = sens_v = i0 = max_i = a0 = sens_bg = None
+    grid_model = attribution = sens_i = sens_v = i0 = max_i = lin = None
     if config.grid != "none":
         from p2p_gym.grid import FlowAttribution, GridModel
 
@@ -184,8 +182,9 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
             sens = lin.sensitivities
             sens_i, sens_v = sens["line_current_ka_per_kw"], sens["vm_pu_per_kw"]
             i0, max_i = sens["line_current_ka"], lin.max_i_ka
-            a0, sens_bg = sens["line_active_current_ka"], sens["line_current_ka_per_kw_background"]
-            attribution = FlowAttribution(sens_i, lin.max_i_ka, i0_ka=i0, a0_ka=a0)
+            attribution = FlowAttribution(
+                sens_i, lin.max_i_ka, i0_ka=i0, a0_ka=sens["line_active_current_ka"]
+            )
     redirect_base = None
     if config.grid_policy == "redirect":
         p = preference if preference is not None else config.preference_per_km * distance
@@ -216,8 +215,7 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         sens_i=sens_i,
         sens_v=sens_v,
         i0_ka=i0,
-        a0_ka=a0,
-        sens_i_background=sens_bg,
+        linear_model=lin,
         max_i_ka=max_i,
         redirect_base=redirect_base,
         fee_matrix=_fee_matrix(config, sc, distance) if config.grid_policy == "fee" else None,

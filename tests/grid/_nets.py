@@ -57,10 +57,5 @@ def loaded_feeder(injection_kw: np.ndarray, background_kw: np.ndarray, **net_kwa
 
 
 def base_ka(model, background_kw: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """float[T, L]: the signed active line currents at zero agent injection for each step's background, the
-    ``a0_ka`` of the consumers: ``line_active_current_ka + line_current_ka_per_kw_background @ b_t``."""
-    sens = model.sensitivities
-    bg = np.asarray(background_kw, dtype=float).reshape(
-        -1, sens["line_current_ka_per_kw_background"].shape[1]
-    )
-    return sens["line_active_current_ka"] + bg @ sens["line_current_ka_per_kw_background"].T
+    """float[T, L]: the ``a0_ka`` of the consumers for each step's background (:meth:`GridModel.active_base_ka`)."""
+    return model.active_base_ka(np.asarray(background_kw, dtype=float).reshape(-1, model.n_background))

@@ -167,7 +167,9 @@ def test_voltage_band_is_the_scenarios_and_is_validated() -> None:
     assert sc.voltage_band == (0.90, 1.10)
     static = sim.build(sim.MarketConfig(scenario=sc.name, grid="linear"), sc)
     assert (static.grid_model.v_min_pu, static.grid_model.v_max_pu) == (0.90, 1.10)
-    narrow = sim.build(sim.MarketConfig(scenario=sc.name, grid="linear"), sc.replace(voltage_band=(0.95, 1.05)))
+    narrow = sim.build(
+        sim.MarketConfig(scenario=sc.name, grid="linear"), sc.replace(voltage_band=(0.95, 1.05))
+    )
     state = sim.initial_state(static, days=[0])
     zero = np.zeros((1, static.n, static.n_actions))
     _, wide_out = sim.step(static, state, zero)
