@@ -185,11 +185,14 @@ class PlatformPricing:
     def expected(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``λ`` float[B] and loss factors float[B, P] of the expected dispatch at scenario steps ``t`` int[B]."""
         spd = self.sc.steps_per_day
+        t = np.asarray(t, dtype=np.int64)
+        days = t // spd
         lam = np.empty(len(t))
         mlf = np.empty((len(t), len(self._members)))
-        for i, step in enumerate(np.asarray(t, dtype=np.int64)):
-            day_lam, day_mlf = self.expected_day(int(step) // spd)
-            lam[i], mlf[i] = day_lam[step % spd], day_mlf[step % spd]
+        for day in np.unique(days):  # one cached day per distinct day, not per row
+            sel = days == day
+            day_lam, day_mlf = self.expected_day(int(day))
+            lam[sel], mlf[sel] = day_lam[t[sel] % spd], day_mlf[t[sel] % spd]
         return lam, mlf
 
     def prices(self, lam: np.ndarray, mlf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
