@@ -8,9 +8,13 @@
 * builders: :func:`from_positions` (one environment step with the grid supplier as peers),
   :func:`from_scenario_step`, :func:`ieee39_problem` (the 39-bus market of Chernova's thesis);
 * exogenous network fees γ (Le Goff Latimier & Ben Ahmed 2023, eq. 12): :func:`uniform_fees`,
-  :func:`distance_fees`, :func:`zonal_fees`.
+  :func:`distance_fees`, :func:`zonal_fees`;
+* the joint energy–reserve market (Le Goff Latimier & Ben Ahmed 2023, §6.3, eq. 13–14): :class:`ReserveMarket`,
+  :func:`solve_joint_centralized`, :func:`solve_p2p_reserve_admm`, :func:`allocate_delta`,
+  :func:`case14_reserve_market` (:mod:`p2p_gym.optim.reserve_market`).
 
-Pure numpy/cvxpy: pandapower is imported lazily by :func:`ieee39_problem` / :func:`ptdf_from_net` only.
+Pure numpy/cvxpy: pandapower is imported lazily by :func:`ieee39_problem` / :func:`ptdf_from_net` /
+:func:`case14_reserve_market` only.
 """
 
 from p2p_gym.optim.admm import AsyncConfig, solve_admm
@@ -25,6 +29,14 @@ from p2p_gym.optim.centralized import DEFAULT_ALPHA, solve_centralized, solve_po
 from p2p_gym.optim.episode import EpisodeOptimum, episode_efficiency, episode_optimum
 from p2p_gym.optim.fees import distance_fees, uniform_fees, zonal_fees
 from p2p_gym.optim.problem import InfeasibleError, P2PProblem, P2PSolution
+from p2p_gym.optim.reserve_market import (
+    ReserveMarket,
+    allocate_delta,
+    case14_reserve_market,
+    solve_joint_centralized,
+    solve_p2p_reserve_admm,
+    solve_p2p_reserve_centralized,
+)
 from p2p_gym.optim.step_optimum import step_optimum
 
 __all__ = [
@@ -34,6 +46,9 @@ __all__ = [
     "InfeasibleError",
     "P2PProblem",
     "P2PSolution",
+    "ReserveMarket",
+    "allocate_delta",
+    "case14_reserve_market",
     "distance_fees",
     "episode_efficiency",
     "episode_optimum",
@@ -44,6 +59,9 @@ __all__ = [
     "random_market",
     "solve_admm",
     "solve_centralized",
+    "solve_joint_centralized",
+    "solve_p2p_reserve_admm",
+    "solve_p2p_reserve_centralized",
     "solve_pool",
     "step_optimum",
     "uniform_fees",
