@@ -339,7 +339,10 @@ def _absolute_sigma(market: ReserveMarket, delta: float) -> np.ndarray:
 #: The δ-allocation policies: name → (label of Le Goff Latimier & Ben Ahmed 2023, Fig. 13–14, function
 #: (market, δ) → local δ_n float[T, N]). The paper names the policies without their formulas; the formulas are
 #: ours (in each function's docstring). Agents without uncertainty get δ_n = δ (their requirement ±μ_n does not
-#: depend on it). N is the number of agents of the market, uncertain or not.
+#: depend on it). N is the number of agents of the market, uncertain or not, so the relative policies hand the
+#: uncertain agents the violation budget that the uniform policy leaves unused with the certain ones; normalised by
+#: the number of uncertain agents instead, they would keep the uniform budget on average (and, on the 14-bus
+#: instance of ``eval.reserve``, reach the global confidence).
 DELTA_POLICIES: dict[str, tuple[str, Callable[[ReserveMarket, float], np.ndarray]]] = {
     "uniform": ("Rel. α^1", _uniform),
     "sigma": ("Rel. α^σ", _sigma_relative),
