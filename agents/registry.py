@@ -4,7 +4,10 @@ Name syntax: ``rule[:param][+modifier[:param]]…``, e.g. ``zi-c``, ``markup:0.2
 ``zip+battery+cheapest:2``. The first part is the bidding rule (:data:`RULES`), the optional parameter of
 ``markup``/``adaptive-markup`` is the (initial) markup. Modifiers: ``battery`` (wrap the rule in the
 :class:`~agents.battery.BatteryHeuristic`) and the peer selectors of :data:`SELECTORS` with an optional ``k``.
-``battery`` alone means ``truthful+battery``.
+``battery`` alone means ``truthful+battery``. With ``reserve=True`` every rule also offers reserve
+(:mod:`agents.reserve`): zero-intelligence rules (``zi-c``, ``zi-u``, ``zip``) at random capacity prices, the
+others truthfully (all headroom at price 0; ``random`` keeps its random entries); the modifier ``noreserve`` offers
+none.
 """
 
 from __future__ import annotations
@@ -146,15 +149,19 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
     if hasattr(policy, "fee_per_kwh"):
         policy.fee_per_kwh = expected_fee(env, agent_id)
     selectors: list[PeerSelector] = []
+    reserve_mode = "zi" if rule in ("zi-c", "zi-u", "zip") else "truthful"
     for part in parts[1:]:
         mod, _ = _split(part)
         if mod == "battery":
             battery = True
+        elif mod == "noreserve":
+            reserve_mode = "none"
         elif mod in SELECTORS:
             selectors.append(selector_from_name(part, env, agent_id, k))
         else:
             raise AgentConfigError(
-                f"policy name: unknown modifier {mod!r} in {name!r}; choose 'battery' or one of {sorted(SELECTORS)}"
+                f"policy name: unknown modifier {mod!r} in {name!r}; choose 'battery', 'noreserve' or one of "
+                f"{sorted(SELECTORS)}"
             )
     if battery:
         policy = BatteryHeuristic.for_agent(policy, env, agent_id)
@@ -165,6 +172,12 @@ def policy_from_name(name: str, env: Any, agent_id: str, **kw: Any) -> Any:
         from agents.committed import Committed
 
         policy = Committed.for_agent(policy, env, agent_id)
+    if (
+        config is not None and getattr(config, "reserve", False) and rule != "random"
+    ):  # random: its own entries
+        from agents.reserve import ReserveOffer
+
+        policy = ReserveOffer(policy, reserve_mode)
     return policy
 
 
@@ -176,7 +189,12 @@ def expected_fee(env: Any, agent_id: str) -> float:
     quote that also included it would count the fee twice); community rules take no quotes."""
     static = getattr(env, "static", None)
     fee = getattr(static, "fee_matrix", None)
-    if fee is None or static is None or static.config.mechanism == "bilateral" or len(env.possible_agents) < 2:
+    if (
+        fee is None
+        or static is None
+        or static.config.mechanism == "bilateral"
+        or len(env.possible_agents) < 2
+    ):
         return 0.0
     i = env.possible_agents.index(agent_id)
     return float(np.delete(fee[i], i).mean())

@@ -145,7 +145,8 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
         self._state_space = gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, (dim,), np.float32)
         self.rng = np.random.default_rng()
         self._seeded = False
-        self.sim_state: SimState = initial_state(self.static, [0])
+        # a placeholder state for the spaces (a fixed generator for forecast errors: no global RNG is touched)
+        self.sim_state: SimState = initial_state(self.static, [0], [np.random.default_rng(0)])
         self.last_step: Outcome | None = None
         self._fig: Any = None
 
@@ -209,7 +210,7 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
             self.rng = np.random.default_rng(seed)
             self._seeded = True
         day = (options or {}).get("start_day", self.config.start_day)
-        self.sim_state = initial_state(self.static, [start_day(self.static, day, self.rng)])
+        self.sim_state = initial_state(self.static, [start_day(self.static, day, self.rng)], [self.rng])
         self.last_step = None
         self.agents = list(self.possible_agents)
         return self._observations(), {a: {} for a in self.agents}
@@ -283,7 +284,7 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
         return {a: m[0, i] for i, a in enumerate(self.possible_agents)}
 
     def _infos(self, out: Outcome) -> dict[str, dict[str, Any]]:
-        market_info = market_infos(out, 0, self.config.compute_optimum)
+        market_info = market_infos(out, 0, self.config.compute_optimum, self.config.forecast != "perfect")
         sc = self.scenario
         soc = np.divide(
             self.sim_state.soc_kwh[0], sc.battery_kwh, out=np.zeros(self.n), where=self.static.has_battery
@@ -306,6 +307,11 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
             "flex_payment": out.flex_payment[0],
             "terminal_cost": out.terminal_cost[0],
             **{k: v[0] for k, v in out.device_infos().items()},
+            **(
+                {k: v[0] for k, v in out.uncertainty_infos().items()}
+                if self.config.forecast != "perfect"
+                else {}
+            ),
         }
         keys = (*columns, "market")
         rows = zip(*(np.asarray(v).tolist() for v in columns.values()))
@@ -324,9 +330,10 @@ def start_day(static: Any, day: Any, rng: np.random.Generator) -> int:
     return int(day)
 
 
-def market_infos(out: Outcome, b: int, optimum: str = "none") -> dict[str, Any]:
+def market_infos(out: Outcome, b: int, optimum: str = "none", forecast: bool = False) -> dict[str, Any]:
     """The ``infos[agent]["market"]`` dict of book ``b`` (undefined values are ``None``); ``optimum`` is the
-    config's ``compute_optimum``, reported so that every efficiency says which optimum it uses."""
+    config's ``compute_optimum``, reported so that every efficiency says which optimum it uses; ``forecast``:
+    the agents act on forecasts, so the imbalance (and reserve) KPIs are reported."""
     grid = out.grid.report(b).as_dict() if out.grid is not None else None
     info = {
         "t": int(out.t[b]),
@@ -360,6 +367,8 @@ def market_infos(out: Outcome, b: int, optimum: str = "none") -> dict[str, Any]:
         out.platform_net_kwh.shape[1] > 1 or out.upstream_prices is not None
     ):
         info["platforms"] = platform_infos(out, b)
+    if forecast:
+        info.update({k: float(v[b]) for k, v in out.uncertainty_kpis().items()})
     return _nan_to_none(info)
 
 

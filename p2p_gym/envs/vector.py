@@ -143,7 +143,13 @@ class BatchedMarketEnv(SimEnvBase):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.rngs: list[np.random.Generator] = []
-        self.sim_state: SimState = initial_state(self.static, np.zeros(self.num_envs, dtype=np.int64))
+        self.sim_state: SimState = (
+            initial_state(  # a placeholder for the spaces (fixed generators, no global RNG)
+                self.static,
+                np.zeros(self.num_envs, dtype=np.int64),
+                [np.random.default_rng(0)] * self.num_envs,
+            )
+        )
         self.last_step: Outcome | None = None
         self._done = True
 
@@ -184,7 +190,7 @@ class BatchedMarketEnv(SimEnvBase):
             days = [
                 start_day(self.static, d.item(), r) for d, r in zip(np.broadcast_to(arr, (b,)), self.rngs)
             ]
-        self.sim_state = initial_state(self.static, days)
+        self.sim_state = initial_state(self.static, days, self.rngs)
         self.last_step = None
         self._done = False
         return self._observations(), {}
@@ -293,6 +299,9 @@ class BatchedMarketEnv(SimEnvBase):
             "nonfinite_actions": out.nonfinite_actions,
         }
         infos.update(out.device_infos())
+        if self.config.forecast != "perfect":
+            infos.update(out.uncertainty_infos())
+            infos.update(out.uncertainty_kpis())
         infos.update(at_risk_lines=out.at_risk_lines, forbidden_pairs=out.forbidden_pairs,
                      flex_market_cost=out.flex_payment.sum(axis=1), flex_activated_kwh=out.flex_activated_kwh,
                      flex_payment=out.flex_payment, terminal_cost=out.terminal_cost)  # fmt: skip

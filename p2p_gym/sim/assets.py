@@ -121,7 +121,11 @@ def _flex_range(static: Any, state: Any) -> Flex:
     sc, dt = static.scenario, static.dt
     t = np.minimum(state.t, sc.n_steps - 1)  # after an episode's last step (observation only)
     b, n = state.soc_kwh.shape
-    pv, load = sc.pv_kw[t], sc.load_kw[t]
+    from p2p_gym.sim.uncertainty import forecast_kw
+
+    load, pv = forecast_kw(
+        static, state
+    )  # devices are planned on the forecast (the realisation when perfect)
     eta = sc.battery_efficiency
     soc = state.soc_kwh
     has_b = static.has_battery

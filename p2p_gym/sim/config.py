@@ -56,6 +56,8 @@ PREDICTORS: tuple[str, ...] = ("expected", "persistence", "agents")
 NEGOTIATIONS: tuple[str, ...] = ("admm", "admm_async", "centralized")
 #: How the stored energy left at the end of an episode counts (``terminal_value``).
 TERMINAL_VALUES: tuple[str, ...] = ("free", "valued")
+#: What the agents know of their load and PV when they act (``forecast``; :mod:`p2p_gym.scenarios.forecast`).
+FORECAST_KINDS: tuple[str, ...] = ("perfect", "persistence", "day_ahead")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, lo: float | None = None,
@@ -214,6 +216,43 @@ class MarketConfig:
         lo=0.0,
         hi=1e6,
     )
+    forecast: str = _opt(
+        "perfect",
+        "what the agents know of this step's load and PV when they act (observation, orders, device plans): perfect "
+        "(the realisation); persistence (the same step one day earlier); day_ahead (the realisation plus a synthetic "
+        "error with the statistics of the persistence error, drawn at reset from the env's generator). The physical "
+        "step uses the realisation; the deviation from the committed position is settled at imbalance prices",
+        FORECAST_KINDS,
+    )
+    forecast_skill: float = _opt(
+        1.0,
+        "forecast=day_ahead: the error as a multiple of the persistence error's (0 = perfect)",
+        lo=0.0,
+        hi=10.0,
+    )
+    imbalance_penalty: float = _opt(
+        0.0,
+        "dual-price imbalance settlement: a short agent pays retail + penalty per kWh missing, a long one receives "
+        "max(feed-in − penalty, 0) per kWh in excess (currency/kWh)",
+        lo=0.0,
+        hi=1e6,
+    )
+    reserve: bool = _opt(
+        False,
+        "a reserve market after the energy market: three more action entries offer up/down reserve capacity (shares "
+        "of the devices' headroom after the energy plan) and its price; the system's reserve requirement is sized "
+        "from the forecast error model at reserve_confidence; accepted reserve is activated against the realised "
+        "system imbalance (needs dispatch=committed and a forecast other than perfect)",
+    )
+    reserve_confidence: float = _opt(
+        0.95,
+        "reserve: the confidence δ that the reserve covers the system's forecast error",
+        lo=0.5,
+        hi=0.9999,
+    )
+    reserve_price_cap: float = _opt(
+        0.05, "reserve: the highest capacity price an offer can ask, currency per kW and hour", lo=0.0, hi=1e6
+    )
     scenario_overrides: dict[str, Any] = _opt({}, "keyword overrides of the scenario builder")  # noqa: RUF009
 
     def __post_init__(self) -> None:
@@ -227,7 +266,7 @@ class MarketConfig:
                 )
         if not isinstance(self.scenario, str) or not self.scenario:
             raise EnvConfigError(f"scenario: must be a scenario name, got {self.scenario!r}")
-        for name in ("peer_selection", "book_stats", "flex_market", "pad_spaces"):
+        for name in ("peer_selection", "book_stats", "flex_market", "pad_spaces", "reserve"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise EnvConfigError(f"{name}: must be true or false, got {value!r}")
@@ -242,7 +281,8 @@ class MarketConfig:
             _int(self, "start_day", 0, 10**9)
         for name in ("block_threshold_pct", "fee_per_kwh_km", "grid_penalty", "k", "preference_per_km",
                      "initial_soc", "fee_per_kwh", "fee_fixed", "redirect_w", "flex_offer_price",
-                     "flex_margin_pct", "upstream_fee_per_kwh_km"):  # fmt: skip
+                     "flex_margin_pct", "upstream_fee_per_kwh_km", "forecast_skill", "imbalance_penalty",
+                     "reserve_confidence", "reserve_price_cap"):  # fmt: skip
             meta = _meta(name)
             _num(self, name, meta["lo"], meta["hi"])
         if self.grid_policy in PRE_MARKET_POLICIES and (self.grid == "none" or self.mechanism != "bilateral"):
@@ -262,6 +302,12 @@ class MarketConfig:
             raise EnvConfigError(
                 "flex_market: needs dispatch='committed' (devices that can move) and grid='linear' or 'ac', got "
                 f"dispatch={self.dispatch!r}, grid={self.grid!r}"
+            )
+        if self.reserve and (self.dispatch != "committed" or self.forecast == "perfect"):
+            raise EnvConfigError(
+                "reserve: needs dispatch='committed' (devices that hold and deliver reserve) and forecast "
+                f"'persistence' or 'day_ahead' (errors to cover), got dispatch={self.dispatch!r}, "
+                f"forecast={self.forecast!r}"
             )
         if self.predictor == "agents" and self.coordination != "predictive":
             raise EnvConfigError(

@@ -586,7 +586,9 @@ def observations(static: Any, state: Any) -> np.ndarray:
     t = np.minimum(state.t, sc.n_steps - 1)
     scale = static.power_scale
     has_battery = static.has_battery
-    load, pv = sc.load_kw[t], sc.pv_kw[t]
+    from p2p_gym.sim.uncertainty import forecast_kw
+
+    load, pv = forecast_kw(static, state)  # what the agents expect (the realisation with forecast="perfect")
     shape = load.shape
     tod = _TIME_OF_DAY[t * sc.step_minutes % 1440]
     cap = np.where(has_battery, sc.battery_kwh, 1.0)
@@ -613,8 +615,8 @@ def observations(static: Any, state: Any) -> np.ndarray:
     obs = np.stack(cols, axis=-1)
     parts = [obs]
     if cfg.forecast_steps:
-        idx = np.minimum(t[..., None] + 1 + np.arange(cfg.forecast_steps), sc.n_steps - 1)  # [B, F]
-        parts += [np.swapaxes(sc.load_kw[idx] / scale, -1, -2), np.swapaxes(sc.pv_kw[idx] / scale, -1, -2)]
+        f_load, f_pv = forecast_kw(static, state, 1 + np.arange(cfg.forecast_steps))  # [B, F, N]
+        parts += [np.swapaxes(f_load / scale, -1, -2), np.swapaxes(f_pv / scale, -1, -2)]
     if cfg.book_stats:
         parts.append(np.broadcast_to(np.asarray(state.last_book)[..., None, :], (*shape, 3)))
     if cfg.dispatch == "committed":
@@ -630,5 +632,11 @@ def observations(static: Any, state: Any) -> np.ndarray:
         parts.append(np.stack([flex.x_min / scale, flex.x_max / scale, flex.n0 / scale,
                                assets.reference_action(flex), need / (scale * sc.dt_hours),
                                state.hp_dev_kwh / band], axis=-1))  # fmt: skip
+    if cfg.reserve:
+        price_cap = cfg.reserve_price_cap if cfg.reserve_price_cap > 0 else 1.0
+        price = np.broadcast_to((np.asarray(state.last_reserve_price) / price_cap)[..., None, :], (*shape, 2))
+        parts.append(
+            np.concatenate([price, (state.last_imbalance_kwh / (scale * sc.dt_hours))[..., None]], axis=-1)
+        )
     out = np.concatenate(parts, axis=-1) if len(parts) > 1 else obs
     return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)

@@ -47,6 +47,15 @@ class SimState:
     (``coordination="predictive"``; float[B, 0] otherwise)."""
     last_upstream_price: np.ndarray
     """float[B]: the last realised substation price (``coordination="predictive"``; nan before the first step)."""
+    load_fc_kw: np.ndarray
+    """float[B, S, N]: the load forecast of each step of the episode and the look-ahead (``forecast="day_ahead"``,
+    drawn at reset; float[B, 0, N] otherwise: persistence and perfect forecasts are read from the scenario)."""
+    pv_fc_kw: np.ndarray
+    """float[B, S, N]: the PV forecast, as ``load_fc_kw``."""
+    last_reserve_price: np.ndarray
+    """float[B, 2]: last step's up and down reserve capacity prices (``reserve=True``; 0 otherwise)."""
+    last_imbalance_kwh: np.ndarray
+    """float[B, N]: each agent's deviation from its committed position in the last step (kWh, + = long)."""
 
     @property
     def t(self) -> np.ndarray:

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from p2p_gym.errors import EnvConfigError
+from p2p_gym.errors import EnvConfigError, P2PGymError
 from p2p_gym.sim.config import HOLDOUT_EVERY, PRICED_COORDINATIONS, MarketConfig
 from p2p_gym.sim.stages import COMMITTED_FEATURES, OBS_FEATURES
+from p2p_gym.sim.uncertainty import RESERVE_ACTIONS, RESERVE_FEATURES
 
 __all__ = ["SimStatic", "build"]
 
@@ -77,6 +78,9 @@ class SimStatic:
     pricing: Any = None
     """The DSO's locational prices per platform (:class:`p2p_gym.sim.multiscale.PlatformPricing`;
     ``coordination`` pricing or predictive)."""
+    forecast_stats: Any = None
+    """:class:`~p2p_gym.scenarios.forecast.ErrorStats` of the scenario's persistence errors (``forecast="day_ahead"``
+    or ``reserve=True``), else None."""
 
     @property
     def agent_ids(self) -> tuple[str, ...]:
@@ -113,6 +117,21 @@ class SimStatic:
             at += 3
         if cfg.dispatch == "committed":
             out.update({name: at + i for i, name in enumerate(COMMITTED_FEATURES)})
+            at += len(COMMITTED_FEATURES)
+        if cfg.reserve:
+            out.update({name: at + i for i, name in enumerate(RESERVE_FEATURES)})
+        return out
+
+    @property
+    def action_index(self) -> dict[str, Any]:
+        """Position of each action entry: ``price``, ``quantity``, ``battery`` (0, 1, 2), ``peers`` (a slice, with
+        ``peer_selection``) and the reserve offer's ``reserve_up``, ``reserve_down``, ``reserve_price`` (the last
+        three, with ``reserve``)."""
+        out: dict[str, Any] = {"price": 0, "quantity": 1, "battery": 2}
+        if self.config.peer_selection:
+            out["peers"] = slice(3, 3 + self.n - 1)
+        if self.config.reserve:
+            out.update({name: self.n_actions - 3 + i for i, name in enumerate(RESERVE_ACTIONS)})
         return out
 
 
@@ -198,9 +217,18 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
          *([sc.hp_max_kw, sc.flex_max_kw, ev_peak] if committed else [])]
     )  # fmt: skip
     others = np.array([[m for m in range(n) if m != i] for i in range(n)], dtype=int).reshape(n, n - 1)
-    n_actions = 3 + (n - 1 if config.peer_selection else 0)
+    n_actions = 3 + (n - 1 if config.peer_selection else 0) + (len(RESERVE_ACTIONS) if config.reserve else 0)
     n_obs = len(OBS_FEATURES) + 2 * config.forecast_steps + (3 if config.book_stats else 0)
     n_obs += len(COMMITTED_FEATURES) if committed else 0
+    n_obs += len(RESERVE_FEATURES) if config.reserve else 0
+    forecast_stats = None
+    if config.forecast == "day_ahead" or config.reserve:
+        from p2p_gym.scenarios.forecast import calibrate
+
+        try:
+            forecast_stats = calibrate(sc)
+        except P2PGymError as exc:
+            raise EnvConfigError(f"forecast: {exc}") from None
     return SimStatic(
         config=config,
         scenario=sc,
@@ -230,6 +258,7 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         pricing=_pricing(config, sc, grid_model),
         mv_lines=_mv_lines(sc),
         operator_ids=_operator_ids(config, sc),
+        forecast_stats=forecast_stats,
     )
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from p2p_gym import market
 from p2p_gym.errors import EnvConfigError
-from p2p_gym.sim import assets, stages
+from p2p_gym.sim import assets, stages, uncertainty
 from p2p_gym.sim.state import SimState
 
 __all__ = ["Outcome", "StepOutcome", "initial_state", "step"]
@@ -133,6 +133,64 @@ class Outcome:
     negotiation_fallback: np.ndarray | None = None
     #: float[B, P] each platform's welfare per member: the operators' rewards (pricing, predictive)
     operator_rewards: np.ndarray | None = None
+    # forecast errors and reserve (p2p_gym.sim.uncertainty)
+    #: float[B, N] the net injection the agents committed to (planned under their forecast; kW)
+    committed_kw: np.ndarray | None = None
+    #: float[B, N] each agent's own deviation (realised − committed − activated reserve)·Δt (kWh, + = long)
+    imbalance_kwh: np.ndarray | None = None
+    #: float[B, N] its dual-price settlement (currency, + = the agent pays; included in bills)
+    imbalance_cost: np.ndarray | None = None
+    #: float[B, N] reserve activated (kW, + = more injection)
+    activated_kw: np.ndarray | None = None
+    #: float[B] Σ activated reserve · Δt (kWh, + = up)
+    activated_kwh: np.ndarray | None = None
+    #: float[B, N] what the activated reserve earned (currency, + = received; included in bills)
+    activation_payment: np.ndarray | None = None
+    #: the reserve capacity market (p2p_gym.sim.uncertainty.ReserveClearing; reserve=True), else None
+    reserve: Any = None
+
+    def uncertainty_infos(self) -> dict[str, np.ndarray]:
+        """Per-agent deviation, imbalance and reserve terms [B, N] (currency, kWh, kW; forecast other than
+        ``perfect``): ``imbalance_kwh`` (+ = long), ``imbalance_cost`` (+ = pays), ``activated_kw``,
+        ``activation_payment`` (+ = received) and, with ``reserve=True``, ``reserve_up_kw``/``reserve_down_kw``
+        (accepted capacity), ``reserve_payment`` (capacity income) and ``reserve_charge`` (share of the cost)."""
+        assert self.imbalance_kwh is not None and self.imbalance_cost is not None
+        assert self.activated_kw is not None and self.activation_payment is not None
+        out = {"imbalance_kwh": self.imbalance_kwh, "imbalance_cost": self.imbalance_cost,
+               "activated_kw": self.activated_kw, "activation_payment": self.activation_payment}  # fmt: skip
+        rc = self.reserve
+        if rc is not None:
+            out.update(reserve_up_kw=rc.up_kw, reserve_down_kw=rc.down_kw, reserve_payment=rc.payment,
+                       reserve_charge=rc.charge)  # fmt: skip
+        return out
+
+    def uncertainty_kpis(self) -> dict[str, np.ndarray]:
+        """System imbalance and reserve KPIs float[B]: ``imbalance_short_kwh`` and ``imbalance_long_kwh`` (Σ of
+        the agents' own deviations each way), ``imbalance_cost_total``, ``system_imbalance_kwh`` (Σ realised −
+        committed, before activation), ``residual_imbalance_kwh`` (after activation: what the grid balances) and,
+        with reserve, ``reserve_requirement_kw``, ``reserve_price_up``/``_down``, ``reserve_shortfall_up_kw``/
+        ``_down_kw``, ``reserve_cost_total`` and ``reserve_activated_kwh``."""
+        assert self.imbalance_kwh is not None and self.imbalance_cost is not None
+        dev = self.imbalance_kwh
+        out = {
+            "imbalance_short_kwh": np.maximum(-dev, 0.0).sum(axis=1),
+            "imbalance_long_kwh": np.maximum(dev, 0.0).sum(axis=1),
+            "imbalance_cost_total": self.imbalance_cost.sum(axis=1),
+            "system_imbalance_kwh": dev.sum(axis=1),
+            "residual_imbalance_kwh": dev.sum(axis=1) + self.activated_kwh,
+        }
+        rc = self.reserve
+        if rc is not None:
+            out.update(
+                reserve_requirement_kw=rc.requirement_kw,
+                reserve_price_up=rc.price[:, 0],
+                reserve_price_down=rc.price[:, 1],
+                reserve_shortfall_up_kw=rc.shortfall_kw[:, 0],
+                reserve_shortfall_down_kw=rc.shortfall_kw[:, 1],
+                reserve_cost_total=rc.payment.sum(axis=1),
+                reserve_activated_kwh=self.activated_kwh,
+            )
+        return out
 
     def device_infos(self) -> dict[str, np.ndarray]:
         """Per-agent device set-points and private terms [B, N] (``dispatch="committed"``; empty otherwise):
@@ -172,12 +230,13 @@ class Outcome:
         )
 
 
-def initial_state(static: Any, days: Any) -> SimState:
+def initial_state(static: Any, days: Any, rngs: Any = None) -> SimState:
     """The state at the start of episodes beginning on ``days`` (int[B], days of the scenario).
 
     With ``compute_optimum="episode"`` the optimum of each episode (perfect foresight over its
     ``episode_steps`` steps from the same initial state of charge, :func:`p2p_gym.optim.episode_optimum`) is solved
-    here, once per episode."""
+    here, once per episode. With ``forecast="day_ahead"`` each episode's forecast errors are drawn here from
+    ``rngs`` (one ``numpy.random.Generator`` per simulation, required then; the envs pass their own)."""
     sc, cfg = static.scenario, static.config
     t0 = np.asarray(days, dtype=np.int64).reshape(-1) * sc.steps_per_day
     b = len(t0)
@@ -193,6 +252,7 @@ def initial_state(static: Any, days: Any) -> SimState:
         per_step = np.stack([o.welfare_per_step for o in opts])
         total = np.array([o.welfare for o in opts])
         reference = np.array([o.reference_welfare for o in opts])
+    load_fc, pv_fc = uncertainty.draw_forecasts(static, t0, rngs)
     upstream = np.zeros((b, 0))
     if cfg.coordination == "predictive":  # every predictor starts from the expected dispatch's price
         upstream = np.repeat(static.pricing.expected(t0)[0][:, None], sc.n_platforms, axis=1)
@@ -212,6 +272,10 @@ def initial_state(static: Any, days: Any) -> SimState:
         reference_welfare=reference,
         upstream_price=upstream,
         last_upstream_price=np.full(b, np.nan),
+        load_fc_kw=load_fc,
+        pv_fc_kw=pv_fc,
+        last_reserve_price=np.zeros((b, 2)),
+        last_imbalance_kwh=np.zeros((b, static.n)),
     )
 
 
@@ -258,8 +322,9 @@ def step(
         r_agent, f_agent, upstream_prices, loss_factor = multiscale.tariffs(static, state)
     else:
         r_agent, f_agent = retail[:, None], feed_in[:, None]
-    # decode → assets → orders
+    # decode → assets → orders, on what the agents expect (the realisation with forecast="perfect")
     act, n_clipped, n_nonfinite = stages.decode(actions)
+    load_fc, pv_fc = uncertainty.forecast_kw(static, state)
     committed = cfg.dispatch == "committed"
     flex = plan = None
     if committed:  # orders are physical commitments of the flexible assets (p2p_gym.sim.assets)
@@ -283,7 +348,7 @@ def step(
             dt,
             static.has_battery,
         )
-        net_kw = sc.pv_kw[t] - sc.load_kw[t] + battery_kw
+        net_kw = pv_fc - load_fc + battery_kw
         price, qty, is_buy = stages.order_book(
             act, net_kw, r_agent, f_agent, static.is_gen, sc.gen_max_kw, dt
         )
@@ -292,7 +357,7 @@ def step(
     preference = static.clearing_preference
     at_risk, forbidden = np.zeros(b, dtype=np.int64), np.zeros(b, dtype=np.int64)
     if cfg.grid_policy in ("preblock", "redirect"):
-        forecast_kw = flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t]  # the no-P2P state
+        forecast_kw = flex.n0 if flex is not None else pv_fc - load_fc  # the no-P2P state
         accept, preference, at_risk, forbidden = stages.pre_market(static, forecast_kw, is_buy, accept, t)
     # clear → injections → grid check
     r_clear, f_clear = (r_agent, f_agent) if priced else (retail, feed_in)  # [B, N] tariffs: per platform
@@ -329,6 +394,7 @@ def step(
     # the DSO's local flexibility market on what the devices still offer
     flex_payment = np.zeros((b, n))
     lfm = None
+    moved: Any = 0.0
     if cfg.flex_market:
         assert flex is not None and plan is not None and disp is not None and grid is not None
         lfm, flex_payment = stages.flex_market(static, flex, injection_kw, t)
@@ -336,8 +402,32 @@ def step(
         if np.any(moved != 0):
             injection_kw, disp = physical(cleared, moved)
             grid = static.grid_model.check_batch(injection_kw, background)
-    inflexible_kw = flex.n0 if flex is not None else sc.pv_kw[t] - sc.load_kw[t]
-    fees = stages.fees(static, cleared, qty, injection_kw - inflexible_kw)
+    # delivery: the realisation differs from the committed position by the forecast error; reserve is activated
+    # against the system's imbalance (p2p_gym.sim.uncertainty)
+    committed_kw = injection_kw
+    activated_kw = np.zeros((b, n))
+    reserve = None
+    if cfg.forecast != "perfect":
+        load_real, pv_real = sc.load_kw[t], sc.pv_kw[t]
+        if committed:
+            assert flex is not None and disp is not None
+            if cfg.reserve:
+                reserve = uncertainty.clear_reserve(static, act, flex, committed_kw, pv_fc)
+            real = uncertainty.realise_devices(disp, flex, load_real, pv_real)
+            if reserve is not None:
+                called = uncertainty.activation(reserve, (real.injection_kw - committed_kw).sum(axis=1))
+                if np.any(called != 0):
+                    planned = physical(cleared, moved + called)[1]
+                    activated = uncertainty.realise_devices(planned, flex, load_real, pv_real)
+                    activated_kw = activated.injection_kw - real.injection_kw
+                    real = activated
+            disp, injection_kw = real, real.injection_kw
+        else:
+            injection_kw = uncertainty.realise_fixed(committed_kw, load_fc, pv_fc, load_real, pv_real)
+        if static.grid_model is not None:
+            grid = static.grid_model.check_batch(injection_kw, background)
+    inflexible_kw = flex.n0 if flex is not None else pv_fc - load_fc
+    fees = stages.fees(static, cleared, qty, committed_kw - inflexible_kw)
     if upstream is not None:
         fees = fees + upstream.fees
     penalty = np.zeros((b, n))
@@ -348,12 +438,25 @@ def step(
             cfg.grid_penalty, injection_kw, grid.line_loading_pct, grid.vm_pu, grid.converged, static.sens_i,
             static.sens_v, a0_ka=stages.base_current(static, t), v_band=sc.voltage_band,
         )  # fmt: skip
-    # settle
+    # settle: the committed positions as before, the deviations at imbalance prices, activated reserve at them too
     net_kwh = injection_kw * dt
     r, f = r_agent, f_agent
     st = market.settle_positions(
-        cleared.bought, cleared.sold, cleared.paid, cleared.received, net_kwh, r, f, fees
+        cleared.bought, cleared.sold, cleared.paid, cleared.received, committed_kw * dt, r, f, fees
     )
+    deviation_kwh = (injection_kw - committed_kw - activated_kw) * dt
+    imbalance = np.zeros((b, n))
+    activation_payment = np.zeros((b, n))
+    if cfg.forecast != "perfect":
+        pen = cfg.imbalance_penalty
+        imbalance = market.imbalance_cost(deviation_kwh, r, f, pen)
+        act_kwh = activated_kw * dt
+        activation_payment = np.maximum(act_kwh, 0.0) * (r + pen) - np.maximum(-act_kwh, 0.0) * np.maximum(
+            f - pen, 0.0
+        )
+    to_grid = imbalance.sum(axis=1) - activation_payment.sum(
+        axis=1
+    )  # the grid account's receipts beyond trades
     grid_only = np.maximum(-net_kwh, 0.0) * r - np.maximum(net_kwh, 0.0) * f
     private = np.zeros((b, n))  # battery degradation − utility of flexible demand (currency)
     hp_dev, ev_session, ev_kwh = state.hp_dev_kwh, state.ev_session, state.ev_kwh
@@ -379,7 +482,7 @@ def step(
         private = private + terminal
     # welfare, optimum, rewards. Welfare = −(net payment to the grid) − production cost; fees are transfers.
     grid_balance = st.grid_import_cost.sum(axis=1) - st.grid_export_revenue.sum(axis=1)
-    supplier = grid_balance  # what the system pays the supplier
+    supplier = grid_balance + to_grid  # what the system pays the supplier
     no_trade_bill = grid_only
     operator_balance = np.zeros((b, sc.n_platforms if priced else 0))
     dso_balance = np.zeros(b)
@@ -390,7 +493,7 @@ def step(
         no_trade_bill = (
             np.maximum(-net_kwh, 0.0) * retail[:, None] - np.maximum(net_kwh, 0.0) * feed_in[:, None]
         )
-        to_upstream = grid_balance
+        to_upstream = grid_balance + to_grid
         if cfg.coordination == "predictive":
             realised = multiscale.realised_price(sc, t, injection_kw)
             imp_r, exp_r = static.pricing.prices(realised, loss_factor)
@@ -404,6 +507,7 @@ def step(
                 )
                 operator_balance[:, k] = members[:, idx].sum(axis=1) - owed
                 to_upstream = to_upstream + owed
+            to_upstream = to_upstream + to_grid
         dso_balance = to_upstream - supplier
     welfare = -supplier - production.sum(axis=1) - private.sum(axis=1)
     welfare_no_trade = -no_trade_bill.sum(axis=1) - production.sum(axis=1) - private.sum(axis=1)
@@ -428,7 +532,9 @@ def step(
     ):  # the same definition, against the episode's reference
         eff = market.efficiency(welfare_sum, state.reference_welfare, state.optimum_welfare)
         episode_efficiency = np.where(ended, np.asarray(eff, dtype=np.float64).reshape(b), np.nan)
-    bills = st.bill - flex_payment  # the DSO pays the activated flexibility
+    bills = st.bill - flex_payment + imbalance - activation_payment  # the DSO pays the activated flexibility
+    if reserve is not None:
+        bills = bills + reserve.charge - reserve.payment
     money = -bills - production - private - penalty
     rewards = grid_only + money if cfg.reward == "savings" else money
     # next state
@@ -455,6 +561,10 @@ def step(
             else state.upstream_price
         ),
         last_upstream_price=realised,
+        load_fc_kw=state.load_fc_kw,
+        pv_fc_kw=state.pv_fc_kw,
+        last_reserve_price=reserve.price if reserve is not None else state.last_reserve_price,
+        last_imbalance_kwh=deviation_kwh,
     )
     operator_rewards = None
     if (
@@ -503,9 +613,22 @@ def step(
         episode_reference_welfare=state.reference_welfare,
         episode_efficiency=episode_efficiency,
         rewards=rewards,
-        money_balance=bills.sum(axis=1) - grid_balance - fees.sum(axis=1) + flex_payment.sum(axis=1),
+        money_balance=bills.sum(axis=1)
+        - grid_balance
+        - fees.sum(axis=1)
+        + flex_payment.sum(axis=1)
+        - to_grid,
         energy_balance_kwh=injection_kw.sum(axis=1) * dt
-        - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1)),
+        - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1))
+        - deviation_kwh.sum(axis=1)
+        - activated_kw.sum(axis=1) * dt,
+        committed_kw=committed_kw,
+        imbalance_kwh=deviation_kwh,
+        imbalance_cost=imbalance,
+        activated_kw=activated_kw,
+        activated_kwh=activated_kw.sum(axis=1) * dt,
+        activation_payment=activation_payment,
+        reserve=reserve,
         books=cleared.books,
         results=cleared.results,
         upstream_prices=upstream_prices if priced else None,
