@@ -33,10 +33,13 @@ def truthful_action(
 
     With ``dispatch="committed"`` (``obs_index`` of the env holding ``reference_action``) the order is the
     inflexible position and no device moves: the *myopic* truthful agent (quantity entry = the observed
-    ``reference_action``, fallback share 0).
+    ``reference_action``, fallback share 0). With ``reserve=True`` (``obs_index`` holding the reserve features) it
+    offers all its headroom as reserve at a capacity price of 0 (the last three entries; :mod:`agents.reserve`).
     """
     a = np.zeros(n_actions, dtype=np.float32)
     a[3:] = 1.0
+    if obs_index is not None and "reserve_price_up" in obs_index:
+        a[-1] = -1.0
     if obs_index is not None and "reference_action" in obs_index:
         a[0] = 1.0 if obs[obs_index["inflexible_net"]] < 0 else -1.0
         a[1] = obs[obs_index["reference_action"]]

@@ -40,3 +40,15 @@ def test_multiscale_example_runs(capsys) -> None:  # type: ignore[no-untyped-def
     platforms = namespace["platforms"]
     assert len(platforms["import_price"]) == 3 and platforms["dso_balance"] is not None
     assert "operator_" in capsys.readouterr().out
+
+
+def test_uncertainty_example_runs(capsys) -> None:  # type: ignore[no-untyped-def]
+    from tests._readme import python_blocks, readme_section
+
+    namespace: dict = {}
+    code = python_blocks(readme_section("Uncertainty, imbalance and reserve"))[0]
+    exec(compile(code, "README-uncertainty", "exec"), namespace)
+    market = namespace["market"]
+    assert namespace["env"].agents == [] and market["reserve_requirement_kw"] > 0
+    assert abs(market["money_balance"]) < 1e-9 and abs(market["energy_balance_kwh"]) < 1e-9
+    assert len(capsys.readouterr().out.split()) == 3

@@ -39,7 +39,7 @@ def test_peer_selection_study_runs() -> None:
 def test_flex_learning_study_runs(tmp_path: Path) -> None:
     from eval import flex_learning
 
-    for task, steps in (("battery-owner", 512), ("community", 3000)):
+    for task, steps in (("battery-owner", 512), ("community", 3000), ("reserve", 512)):
         res = flex_learning.study([0], timesteps=steps, episodes=1, out=tmp_path, name=task)
         assert set(res["rules"]) == set(flex_learning.RULES) and set(res["learned"]) == {0}
         for r in (*res["rules"].values(), *res["learned"].values()):
