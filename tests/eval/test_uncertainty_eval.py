@@ -13,7 +13,8 @@ def test_uncertainty_study_rows() -> None:
     perfect, da, res = rows["perfect"], rows["day_ahead"], rows["day_ahead + reserve"]
     assert perfect["short_kwh"] == perfect["long_kwh"] == perfect["imbalance_cost"] == 0.0
     # the same seeded forecasts: the agents' own deviations are the same with and without reserve …
-    assert res["short_kwh"] == pytest.approx(da["short_kwh"]) and res["long_kwh"] == pytest.approx(da["long_kwh"])
+    assert res["short_kwh"] == pytest.approx(da["short_kwh"])
+    assert res["long_kwh"] == pytest.approx(da["long_kwh"])
     # … and activation only ever offsets the system's imbalance
     assert res["residual_kwh"] <= da["residual_kwh"] + 1e-9
     assert da["short_kwh"] > 0 and da["imbalance_cost"] > 0
