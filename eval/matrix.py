@@ -58,6 +58,11 @@ KPIS: tuple[str, ...] = (
     "steps_with_overload",
     "curtailed_kwh",
     "fees_total",
+    "imbalance_kwh",
+    "imbalance_cost_total",
+    "residual_imbalance_kwh",
+    "reserve_cost_total",
+    "reserve_activated_kwh",
     "wall_seconds",
 )
 

@@ -310,6 +310,14 @@ SUMMARY_COLUMNS = [
     ("fair_cr20", "CR20", ".3f"),
     ("max_line_loading_pct", "max loading %", ".1f"),
 ]
+#: Added to the summary table when the agents act on forecasts (``forecast`` other than ``perfect``).
+UNCERTAINTY_COLUMNS = [
+    ("imbalance_kwh", "deviation kWh", ".1f"),
+    ("imbalance_cost_total", "imbalance paid", ".2f"),
+    ("residual_imbalance_kwh", "left to grid kWh", ".1f"),
+    ("reserve_cost_total", "reserve cost", ".2f"),
+    ("reserve_activated_kwh", "reserve kWh", ".1f"),
+]
 STRATEGIC_COLUMNS = [
     ("policy", "policy", ""),
     ("mechanism", "mechanism", ""),
@@ -365,7 +373,10 @@ def render_html(result: dict[str, Any], hourly: list[dict[str, Any]]) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>p2p-gym eval report</title>"
         f"<style>{_CSS}</style></head><body><h1>p2p-gym evaluation report</h1><p>{meta}</p>"
         "<h2>Market, fairness and grid (means over seeds)</h2>"
-        + _table(result["summary"], SUMMARY_COLUMNS)
+        + _table(
+            result["summary"],
+            SUMMARY_COLUMNS + (UNCERTAINTY_COLUMNS if m.get("forecast", "perfect") != "perfect" else []),
+        )
         + "<h2>Strategic behaviour (recorded episode)</h2>"
         + _table(result["strategic"], STRATEGIC_COLUMNS)
         + "<h2>Figures</h2>"

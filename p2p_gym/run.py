@@ -150,6 +150,12 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
                 "n_voltage_violations": g.get("n_voltage_violations", 0),
                 "vm_max_pu": g.get("vm_max_pu", math.nan),
                 "grid_converged": g.get("converged", True),
+                # forecast errors and reserve (0 with perfect forecasts)
+                "imbalance_kwh": m.get("imbalance_short_kwh", 0.0) + m.get("imbalance_long_kwh", 0.0),
+                "imbalance_cost": m.get("imbalance_cost_total", 0.0),
+                "residual_imbalance_kwh": abs(m.get("residual_imbalance_kwh", 0.0)),
+                "reserve_cost": m.get("reserve_cost_total") or 0.0,
+                "reserve_activated_kwh": abs(m.get("reserve_activated_kwh") or 0.0),
             }
         )
 
@@ -211,6 +217,12 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         "curtailed_kwh": float(sum(s["blocked_kwh"] for s in steps)),
         "fees_total": float(sum(s["fees_total"] for s in steps)),
         "nonconverged_power_flows": int(sum(not s["grid_converged"] for s in steps)),
+        # forecast errors (forecast other than "perfect") and reserve (reserve=True)
+        "imbalance_kwh": float(sum(s["imbalance_kwh"] for s in steps)),
+        "imbalance_cost_total": float(sum(s["imbalance_cost"] for s in steps)),
+        "residual_imbalance_kwh": float(sum(s["residual_imbalance_kwh"] for s in steps)),
+        "reserve_cost_total": float(sum(s["reserve_cost"] for s in steps)),
+        "reserve_activated_kwh": float(sum(s["reserve_activated_kwh"] for s in steps)),
     }
     agents_rows = [
         {
@@ -252,6 +264,24 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
+
+
+def _uncertainty_lines(s: dict[str, Any], cur: str) -> list[str]:
+    """The imbalance and reserve lines of the text summary (only when the agents acted on forecasts)."""
+    if s["config"]["market"].get("forecast", "perfect") == "perfect":
+        return []
+    lines = [
+        "imbalance (realised − committed)",
+        f"  deviations (short + long)         {s['imbalance_kwh']:10.2f} kWh",
+        f"  imbalance paid                    {s['imbalance_cost_total']:10.2f} {cur}",
+        f"  left to the grid after reserve    {s['residual_imbalance_kwh']:10.2f} kWh",
+    ]
+    if s["config"]["market"].get("reserve"):
+        lines += [
+            f"  reserve capacity cost             {s['reserve_cost_total']:10.2f} {cur}",
+            f"  reserve activated                 {s['reserve_activated_kwh']:10.2f} kWh",
+        ]
+    return lines
 
 
 def _efficiency_lines(s: dict[str, Any], cur: str) -> list[str]:
@@ -296,6 +326,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"  steps with voltage violations     {s['steps_with_voltage_violation']:10d}",
         f"  curtailed (blocked) P2P volume    {s['curtailed_kwh']:10.2f} kWh",
         f"  non-converged power flows         {s['nonconverged_power_flows']:10d}",
+        *_uncertainty_lines(s, cur),
         "",
         f"  {'agent':14s} {'policy':18s} {'bill':>9s} {'grid-only':>10s} {'savings':>9s} "
         f"{'sold kWh':>9s} {'bought kWh':>10s}",

@@ -27,3 +27,21 @@ def test_uncertainty_cli_errors(capsys) -> None:  # type: ignore[no-untyped-def]
     assert uncertainty.main(["--policy", "oracle", "--episodes", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error:") for line in err)
+
+
+def test_run_summary_reports_imbalance_and_reserve() -> None:
+    """``p2p-gym run`` sums the imbalance KPIs over the steps; the text shows them only with forecasts."""
+    from p2p_gym.run import RunConfig, format_table, simulate
+    from p2p_gym.sim import MarketConfig
+
+    base = MarketConfig(scenario="default", dispatch="committed", grid="none", imbalance_penalty=0.05)
+    perfect = simulate(RunConfig(market=base, agents="truthful", progress=False))
+    s = perfect["summary"]
+    assert s["imbalance_kwh"] == s["imbalance_cost_total"] == s["reserve_cost_total"] == 0.0
+    assert "imbalance" not in format_table(perfect)
+    res = simulate(RunConfig(market=base.replace(forecast="day_ahead", reserve=True), agents="zi-c",
+                             progress=False))  # fmt: skip
+    s = res["summary"]
+    assert s["imbalance_kwh"] > 0 and s["reserve_cost_total"] > 0  # zi-c asks a random capacity price
+    assert s["residual_imbalance_kwh"] <= s["imbalance_kwh"] + 1e-9
+    assert "reserve capacity cost" in format_table(res)
