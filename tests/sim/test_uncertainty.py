@@ -242,6 +242,11 @@ def test_reserve_settlement_balances_and_pays_only_offers() -> None:
         assert np.all(
             rc.offer_price[rc.up_kw > 1e-12] <= np.repeat(rc.price[:, :1], act.shape[1], 1)[rc.up_kw > 1e-12]
         )
+        # activated energy: up paid at the short price (retail + penalty), down bought at the long one
+        sc = cached_scenario("flex")
+        r, f = sc.retail_price[out.t][:, None], sc.feed_in_price[out.t][:, None]
+        up, down = np.maximum(out.activated_kw, 0.0) * 0.25, np.maximum(-out.activated_kw, 0.0) * 0.25
+        np.testing.assert_allclose(out.activation_payment, up * (r + 0.05) - down * np.maximum(f - 0.05, 0.0))
         activated += float(np.abs(out.activated_kw).sum())
     assert activated > 0  # the episode did call reserve
 
