@@ -16,6 +16,7 @@ import numpy as np
 
 from p2p_gym import market
 from p2p_gym.market.community import COMMUNITY_RULES
+from p2p_gym.sim.uncertainty import forecast_kw
 
 #: Observations are clipped to [-OBS_BOUND, OBS_BOUND] (powers are normalised, prices are per kWh).
 OBS_BOUND = 10.0
@@ -586,9 +587,8 @@ def observations(static: Any, state: Any) -> np.ndarray:
     t = np.minimum(state.t, sc.n_steps - 1)
     scale = static.power_scale
     has_battery = static.has_battery
-    from p2p_gym.sim.uncertainty import forecast_kw
-
-    load, pv = forecast_kw(static, state)  # what the agents expect (the realisation with forecast="perfect")
+    # what the agents expect (the realisation with forecast="perfect")
+    load, pv = (sc.load_kw[t], sc.pv_kw[t]) if cfg.forecast == "perfect" else forecast_kw(static, state)
     shape = load.shape
     tod = _TIME_OF_DAY[t * sc.step_minutes % 1440]
     cap = np.where(has_battery, sc.battery_kwh, 1.0)

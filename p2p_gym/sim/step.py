@@ -324,7 +324,9 @@ def step(
         r_agent, f_agent = retail[:, None], feed_in[:, None]
     # decode → assets → orders, on what the agents expect (the realisation with forecast="perfect")
     act, n_clipped, n_nonfinite = stages.decode(actions)
-    load_fc, pv_fc = uncertainty.forecast_kw(static, state)
+    load_fc, pv_fc = (
+        uncertainty.forecast_kw(static, state) if cfg.forecast != "perfect" else (sc.load_kw[t], sc.pv_kw[t])
+    )
     committed = cfg.dispatch == "committed"
     flex = plan = None
     if committed:  # orders are physical commitments of the flexible assets (p2p_gym.sim.assets)
@@ -444,19 +446,22 @@ def step(
     st = market.settle_positions(
         cleared.bought, cleared.sold, cleared.paid, cleared.received, committed_kw * dt, r, f, fees
     )
-    deviation_kwh = (injection_kw - committed_kw - activated_kw) * dt
+    uncertain = cfg.forecast != "perfect"
+    deviation_kwh = np.zeros((b, n))
     imbalance = np.zeros((b, n))
     activation_payment = np.zeros((b, n))
-    if cfg.forecast != "perfect":
+    to_grid: Any = 0.0  # the grid account's receipts beyond the committed positions
+    beyond_kwh: Any = 0.0  # the energy delivered beyond them: deviations and activated reserve
+    if uncertain:
+        deviation_kwh = (injection_kw - committed_kw - activated_kw) * dt
         pen = cfg.imbalance_penalty
         imbalance = market.imbalance_cost(deviation_kwh, r, f, pen)
         act_kwh = activated_kw * dt
         activation_payment = np.maximum(act_kwh, 0.0) * (r + pen) - np.maximum(-act_kwh, 0.0) * np.maximum(
             f - pen, 0.0
         )
-    to_grid = imbalance.sum(axis=1) - activation_payment.sum(
-        axis=1
-    )  # the grid account's receipts beyond trades
+        to_grid = imbalance.sum(axis=1) - activation_payment.sum(axis=1)
+        beyond_kwh = deviation_kwh.sum(axis=1) + activated_kw.sum(axis=1) * dt
     grid_only = np.maximum(-net_kwh, 0.0) * r - np.maximum(net_kwh, 0.0) * f
     private = np.zeros((b, n))  # battery degradation − utility of flexible demand (currency)
     hp_dev, ev_session, ev_kwh = state.hp_dev_kwh, state.ev_session, state.ev_kwh
@@ -620,13 +625,12 @@ def step(
         - to_grid,
         energy_balance_kwh=injection_kw.sum(axis=1) * dt
         - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1))
-        - deviation_kwh.sum(axis=1)
-        - activated_kw.sum(axis=1) * dt,
+        - beyond_kwh,
         committed_kw=committed_kw,
         imbalance_kwh=deviation_kwh,
         imbalance_cost=imbalance,
         activated_kw=activated_kw,
-        activated_kwh=activated_kw.sum(axis=1) * dt,
+        activated_kwh=activated_kw.sum(axis=1) * dt if uncertain else np.zeros(b),
         activation_payment=activation_payment,
         reserve=reserve,
         books=cleared.books,
