@@ -167,7 +167,11 @@ class Trades:
         buyer: int64[M], agent that buys.
         seller: int64[M], agent that sells (never equal to ``buyer``).
         quantity: float64[M], kWh traded (> 0).
-        price: float64[M], price per kWh paid by the buyer to the seller.
+        price: float64[M], price per kWh paid by the buyer.
+        seller_price: float64[M], price per kWh the seller receives: ``price`` (the default) in every mechanism
+            whose buyers pay their sellers; lower (the market operator keeps the difference) or higher (the
+            operator covers it) in mechanisms that are not budget balanced trade by trade (McAfee's trade
+            reduction, VCG).
     """
 
     buy_order: IntArray
@@ -176,31 +180,36 @@ class Trades:
     seller: IntArray
     quantity: FloatArray
     price: FloatArray
+    seller_price: FloatArray = None  # type: ignore[assignment]  # None: = price (set in __post_init__)
 
     def __post_init__(self) -> None:
+        if self.seller_price is None:
+            object.__setattr__(self, "seller_price", self.price)
         ints = {
             n: _vector(n, getattr(self, n), np.int64) for n in ("buy_order", "sell_order", "buyer", "seller")
         }
-        floats = {n: _vector(n, getattr(self, n), np.float64) for n in ("quantity", "price")}
+        floats = {n: _vector(n, getattr(self, n), np.float64) for n in ("quantity", "price", "seller_price")}
         m = len(ints["buy_order"])
         for name, arr in [*ints.items(), *floats.items()]:
             if len(arr) != m:
                 raise MarketError(f"{name}: length {len(arr)} differs from buy_order length {m}")
         _finite("quantity", floats["quantity"])
         _finite("price", floats["price"])
+        _finite("seller_price", floats["seller_price"])
         for name, arr in [*ints.items(), *floats.items()]:
             object.__setattr__(self, name, arr)
 
     @classmethod
     def _trusted(
         cls, buy_order: IntArray, sell_order: IntArray, buyer: IntArray, seller: IntArray, quantity: FloatArray,
-        price: FloatArray,
+        price: FloatArray, seller_price: FloatArray | None = None,
     ) -> Trades:  # fmt: skip
         """Trades from 1-D int64/float64 arrays of equal length with finite values (the clearing's own): no
         validation and no copy."""
         obj = object.__new__(cls)
         for name, arr in (("buy_order", buy_order), ("sell_order", sell_order), ("buyer", buyer),
-                          ("seller", seller), ("quantity", quantity), ("price", price)):  # fmt: skip
+                          ("seller", seller), ("quantity", quantity), ("price", price),
+                          ("seller_price", price if seller_price is None else seller_price)):  # fmt: skip
             object.__setattr__(obj, name, arr)
         return obj
 
@@ -246,8 +255,16 @@ class Trades:
         return np.bincount(self.buyer, self.quantity * self.price, self._n(n_agents)).astype(np.float64)
 
     def received(self, n_agents: int | None = None) -> FloatArray:
-        """float[N] money received by each agent for its sales."""
-        return np.bincount(self.seller, self.quantity * self.price, self._n(n_agents)).astype(np.float64)
+        """float[N] money received by each agent for its sales (at ``seller_price``)."""
+        return np.bincount(self.seller, self.quantity * self.seller_price, self._n(n_agents)).astype(
+            np.float64
+        )
+
+    @property
+    def operator_margin(self) -> float:
+        """What the market operator keeps: Σ quantity·(price − seller_price) (0 when buyers pay their sellers;
+        negative = a deficit the operator covers)."""
+        return float(self.quantity @ (self.price - self.seller_price))
 
 
 @dataclass(frozen=True)

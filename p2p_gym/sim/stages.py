@@ -395,6 +395,7 @@ def _merge_books(
         seller=np.concatenate([r.trades.seller for r in results]),
         quantity=np.concatenate([r.trades.quantity for r in results]),
         price=np.concatenate([r.trades.price for r in results]),
+        seller_price=np.concatenate([r.trades.seller_price for r in results]),
     )
     volume = trades.quantity.sum()
     mean = float(np.dot(trades.quantity, trades.price) / volume) if volume > 0 else float("nan")
@@ -429,6 +430,7 @@ def drop_trades(result: market.ClearingResult, drop: np.ndarray) -> market.Clear
         seller=tr.seller[keep],
         quantity=tr.quantity[keep],
         price=tr.price[keep],
+        seller_price=tr.seller_price[keep],
     )
     k = len(result.filled)
     filled = np.bincount(kept.buy_order, kept.quantity, k) + np.bincount(kept.sell_order, kept.quantity, k)

@@ -148,6 +148,9 @@ class Outcome:
     activation_payment: np.ndarray | None = None
     #: the reserve capacity market (p2p_gym.sim.uncertainty.ReserveClearing; reserve=True), else None
     reserve: Any = None
+    #: float[B] what the market operator keeps of the trades, Σ paid − Σ received (0 when buyers pay their
+    #: sellers; negative = a deficit it covers, e.g. VCG)
+    market_operator_balance: np.ndarray | None = None
 
     def uncertainty_infos(self) -> dict[str, np.ndarray]:
         """Per-agent deviation, imbalance and reserve terms [B, N] (currency, kWh, kW; forecast other than
@@ -537,6 +540,8 @@ def step(
     ):  # the same definition, against the episode's reference
         eff = market.efficiency(welfare_sum, state.reference_welfare, state.optimum_welfare)
         episode_efficiency = np.where(ended, np.asarray(eff, dtype=np.float64).reshape(b), np.nan)
+    # what the market operator keeps of the trades (mechanisms whose buyers pay more than their sellers receive)
+    market_operator = cleared.paid.sum(axis=1) - cleared.received.sum(axis=1)
     bills = st.bill - flex_payment + imbalance - activation_payment  # the DSO pays the activated flexibility
     if reserve is not None:
         bills = bills + reserve.charge - reserve.payment
@@ -622,7 +627,8 @@ def step(
         - grid_balance
         - fees.sum(axis=1)
         + flex_payment.sum(axis=1)
-        - to_grid,
+        - to_grid
+        - market_operator,
         energy_balance_kwh=injection_kw.sum(axis=1) * dt
         - (st.grid_export_kwh.sum(axis=1) - st.grid_import_kwh.sum(axis=1))
         - beyond_kwh,
@@ -633,6 +639,7 @@ def step(
         activated_kwh=activated_kw.sum(axis=1) * dt if uncertain else np.zeros(b),
         activation_payment=activation_payment,
         reserve=reserve,
+        market_operator_balance=market_operator,
         books=cleared.books,
         results=cleared.results,
         upstream_prices=upstream_prices if priced else None,
