@@ -143,7 +143,9 @@ def _flex_range(static: Any, state: Any) -> Flex:
     delivered = np.zeros((b, n))
     ev = static.ev
     if ev is not None:
-        session = ev.active[t]
+        from p2p_gym.sim.uncertainty import ev_sessions
+
+        session = ev_sessions(static, state)  # the sessions the owners expect (the real ones when known)
         on = session >= 0
         j = np.where(on, session, 0)
         delivered = np.where(on & (state.ev_session == session), state.ev_kwh, 0.0)

@@ -230,6 +230,13 @@ class MarketConfig:
         lo=0.0,
         hi=10.0,
     )
+    ev_arrival_sigma_h: float = _opt(
+        1.0,
+        "forecast=day_ahead: standard deviation (hours, times forecast_skill) of an EV's actual arrival around the "
+        "arrival its owner planned for (the scenario's sessions are the realisation; 0 = EV sessions known)",
+        lo=0.0,
+        hi=24.0,
+    )
     imbalance_penalty: float = _opt(
         0.0,
         "dual-price imbalance settlement: a short agent pays retail + penalty per kWh missing, a long one receives "
@@ -282,6 +289,7 @@ class MarketConfig:
         for name in ("block_threshold_pct", "fee_per_kwh_km", "grid_penalty", "k", "preference_per_km",
                      "initial_soc", "fee_per_kwh", "fee_fixed", "redirect_w", "flex_offer_price",
                      "flex_margin_pct", "upstream_fee_per_kwh_km", "forecast_skill", "imbalance_penalty",
+                     "ev_arrival_sigma_h",
                      "reserve_confidence", "reserve_price_cap"):  # fmt: skip
             meta = _meta(name)
             _num(self, name, meta["lo"], meta["hi"])

@@ -56,6 +56,9 @@ class SimState:
     """float[B, 2]: last step's up and down reserve capacity prices (``reserve=True``; 0 otherwise)."""
     last_imbalance_kwh: np.ndarray
     """float[B, N]: each agent's deviation from its committed position in the last step (kWh, + = long)."""
+    ev_fc_active: np.ndarray
+    """int32[B, S, N]: the EV session each agent expects at each step of the episode and the look-ahead (−1 none;
+    ``forecast="day_ahead"`` with EV arrival errors, drawn at reset); int32[B, 0, N] when sessions are known."""
 
     @property
     def t(self) -> np.ndarray:

@@ -256,6 +256,7 @@ def initial_state(static: Any, days: Any, rngs: Any = None) -> SimState:
         total = np.array([o.welfare for o in opts])
         reference = np.array([o.reference_welfare for o in opts])
     load_fc, pv_fc = uncertainty.draw_forecasts(static, t0, rngs)
+    ev_fc = uncertainty.draw_ev_arrivals(static, t0, rngs)
     upstream = np.zeros((b, 0))
     if cfg.coordination == "predictive":  # every predictor starts from the expected dispatch's price
         upstream = np.repeat(static.pricing.expected(t0)[0][:, None], sc.n_platforms, axis=1)
@@ -279,6 +280,7 @@ def initial_state(static: Any, days: Any, rngs: Any = None) -> SimState:
         pv_fc_kw=pv_fc,
         last_reserve_price=np.zeros((b, 2)),
         last_imbalance_kwh=np.zeros((b, static.n)),
+        ev_fc_active=ev_fc,
     )
 
 
@@ -418,12 +420,12 @@ def step(
             assert flex is not None and disp is not None
             if cfg.reserve:
                 reserve = uncertainty.clear_reserve(static, act, flex, committed_kw, pv_fc)
-            real = uncertainty.realise_devices(disp, flex, load_real, pv_real)
+            real = uncertainty.realise_devices(disp, flex, load_real, pv_real, static, state)
             if reserve is not None:
                 called = uncertainty.activation(reserve, (real.injection_kw - committed_kw).sum(axis=1))
                 if np.any(called != 0):
                     planned = physical(cleared, moved + called)[1]
-                    activated = uncertainty.realise_devices(planned, flex, load_real, pv_real)
+                    activated = uncertainty.realise_devices(planned, flex, load_real, pv_real, static, state)
                     activated_kw = activated.injection_kw - real.injection_kw
                     real = activated
             disp, injection_kw = real, real.injection_kw
@@ -475,6 +477,8 @@ def step(
         private = disp.battery_cost - disp.utility
         battery_kw = disp.battery_kw
         soc, hp_dev, ev_session, ev_kwh = assets.advance(static, flex, disp, state.soc_kwh, state.hp_dev_kwh)
+        if state.ev_fc_active.shape[1]:  # EV sessions were forecast: the cars as they really were
+            _, ev_session, ev_kwh = uncertainty.realise_ev(static, state, flex, disp)
     elif static.is_gen.any():
         gen_kwh = np.where(static.is_gen, np.maximum(net_kwh + sc.load_kw[t] * dt, 0.0), 0.0)
         production = 0.5 * sc.gen_cost_a * gen_kwh**2 + sc.gen_cost_b * gen_kwh
@@ -575,6 +579,7 @@ def step(
         pv_fc_kw=state.pv_fc_kw,
         last_reserve_price=reserve.price if reserve is not None else state.last_reserve_price,
         last_imbalance_kwh=deviation_kwh,
+        ev_fc_active=state.ev_fc_active,
     )
     operator_rewards = None
     if (

@@ -8,7 +8,10 @@ planned exchange with the grid settle); the realisation differs by the forecast 
 
     realised = committed + (PV_used,real − PV_used,plan) − (load_real − load_fc),
 
-where the PV actually used is the realised PV less what the plan curtails (never below 0).
+where the PV actually used is the realised PV less what the plan curtails (never below 0). With
+``forecast="day_ahead"`` the owners of EVs also expect each session's arrival with an error
+(``ev_arrival_sigma_h``; :func:`draw_ev_arrivals`): a car that has not arrived cannot charge as planned, one that
+arrived early charges uncontrolled (:func:`realise_ev`), and the difference is part of the deviation.
 
 **Imbalance settlement.** Each agent's deviation e_n = (realised − committed − activated reserve)·Δt is settled
 under a dual-price rule (:func:`p2p_gym.market.imbalance_cost`): short pays retail + penalty per kWh, long receives
@@ -97,6 +100,64 @@ def draw_forecasts(static: Any, t0: np.ndarray, rngs: Any) -> tuple[np.ndarray, 
     return load, pv
 
 
+def draw_ev_arrivals(static: Any, t0: np.ndarray, rngs: Any) -> np.ndarray:
+    """int32[B, S, N]: the EV session each agent *expects* to be plugged in at each step of the episode and the
+    look-ahead (−1 none) under ``forecast="day_ahead"``: every session's planned arrival is its actual arrival
+    shifted by round(N(0, (σ·skill·steps per hour)²)) steps, kept before its departure (departures are known).
+    float[B, 0, N] when EV sessions are known (other forecasts, σ = 0, or no EVs)."""
+    ev, cfg, n = static.ev, static.config, static.n
+    b = len(t0)
+    sigma = cfg.ev_arrival_sigma_h * cfg.forecast_skill * 60.0 / static.scenario.step_minutes
+    if ev is None or cfg.forecast != "day_ahead" or sigma <= 0:
+        return np.zeros((b, 0, n), dtype=np.int32)
+    s = cfg.episode_steps + cfg.forecast_steps
+    out = np.full((b, s, n), -1, dtype=np.int32)
+    agent = static.scenario.ev_sessions[:, 0].astype(np.int64)
+    for row, (t, rng) in enumerate(zip(t0, rngs, strict=True)):
+        shift = np.rint(rng.normal(0.0, sigma, len(ev.arrival))).astype(np.int64)
+        start = np.minimum(ev.arrival + shift, ev.departure - 1)
+        lo, hi = np.maximum(start - t, 0), np.minimum(ev.departure - t, s)
+        for j in np.flatnonzero(hi > lo):
+            out[row, lo[j] : hi[j], agent[j]] = j
+    return out
+
+
+def ev_sessions(static: Any, state: Any) -> np.ndarray:
+    """int[B, N]: the EV session each agent expects at the state's next step (−1 none): the scenario's own when
+    EV sessions are known."""
+    t = np.minimum(state.t, static.scenario.n_steps - 1)
+    if state.ev_fc_active.shape[1] == 0:
+        return static.ev.active[t]
+    idx = np.minimum(state.step, state.ev_fc_active.shape[1] - 1)
+    return state.ev_fc_active[np.arange(len(idx)), idx]
+
+
+def realise_ev(static: Any, state: Any, flex: Any, d: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The dispatch ``d`` with the EVs as they really are, and the next (ev_session, ev_kwh) state.
+
+    A planned charge happens only if the car is really plugged in (the same session); a car that arrived before
+    its owner expected charges uncontrolled, min(charger, energy left / Δt), as an unplanned load.
+    """
+    ev, dt = static.ev, static.dt
+    t = np.minimum(state.t, static.scenario.n_steps - 1)
+    real = ev.active[t]
+    on = real >= 0
+    same = on & (real == flex.ev_session)
+    j = np.where(on, real, 0)
+    delivered = np.where(on & (state.ev_session == real), state.ev_kwh, 0.0)
+    t0 = state.t0[:, None]
+    arrive, depart = ev.arrival[j], ev.departure[j]
+    a_in, d_in = np.maximum(arrive, t0), np.minimum(depart, t0 + static.config.episode_steps)
+    energy = ev.energy_kwh[j] * (d_in - a_in) / np.maximum(depart - arrive, 1)
+    uncontrolled = np.where(on, np.minimum(ev.max_kw[j], np.maximum(energy - delivered, 0.0) / dt), 0.0)
+    ev_kw = np.where(same, d.ev_kw, uncontrolled)
+    injection = d.injection_kw - (ev_kw - d.ev_kw)
+    session = np.where(on, real, flex.ev_session)
+    kwh = np.where(same, flex.ev_delivered, delivered) + ev_kw * dt
+    kwh = np.where(on, kwh, flex.ev_delivered)
+    return replace(d, ev_kw=ev_kw, injection_kw=injection), session.astype(np.int32), kwh
+
+
 def forecast_kw(static: Any, state: Any, offsets: Any = 0) -> tuple[np.ndarray, np.ndarray]:
     """(load, PV) the agents expect at ``state.t + offsets`` (kW): float[B, N] for a scalar offset, float[B, F, N]
     for offsets int[F]. The realisation with ``forecast="perfect"``."""
@@ -145,9 +206,15 @@ def realise_fixed(net_kw: np.ndarray, load_fc: np.ndarray, pv_fc: np.ndarray, lo
     return net_kw + (pv - pv_fc) - (load - load_fc)
 
 
-def realise_devices(d: Any, flex: Any, load: np.ndarray, pv: np.ndarray) -> Any:
+def realise_devices(d: Any, flex: Any, load: np.ndarray, pv: np.ndarray, static: Any = None, state: Any = None) -> (
+    Any
+):  # fmt: skip
     """The dispatch ``d`` (planned under the forecast ``flex``) with the realised load and PV: the plan's
-    curtailment (forecast PV − PV used) is kept, the PV used is the realised PV less it (≥ 0)."""
+    curtailment (forecast PV − PV used) is kept, the PV used is the realised PV less it (≥ 0). With EV sessions
+    forecast (``static``, ``state`` given and the state carrying expected sessions) the EVs too
+    (:func:`realise_ev`)."""
+    if static is not None and state is not None and state.ev_fc_active.shape[1]:
+        d = realise_ev(static, state, flex, d)[0]
     curtailed = flex.pv - d.pv_kw
     pv_used = np.maximum(pv - curtailed, 0.0)
     injection = d.injection_kw + (pv_used - d.pv_kw) - (load - flex.load)

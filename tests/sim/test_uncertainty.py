@@ -295,3 +295,70 @@ def test_batched_env_equals_plain_env_with_forecasts_and_reserve() -> None:
             np.testing.assert_allclose(
                 info_b["imbalance_kwh"][i], [info[a]["imbalance_kwh"] for a in e.possible_agents]
             )
+
+
+# ------------------------------------------------------------------------------------------------ EV sessions
+def _ev_run(sigma_h: float, steps: int = 96) -> tuple[Any, list[tuple[Any, Any, Any]]]:
+    sc = cached_scenario("flex")
+    cfg = MarketConfig(scenario="flex", dispatch="committed", forecast="day_ahead", ev_arrival_sigma_h=sigma_h,
+                       episode_steps=steps, grid="none")  # fmt: skip
+    static = sim.build(cfg, sc)
+    state = sim.initial_state(static, [30], [np.random.default_rng(4)])
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(steps):
+        expected = uncertainty.ev_sessions(static, state)
+        prev = state
+        state, out = sim.step(static, state, rng.uniform(-1, 1, (1, static.n, static.n_actions)))
+        rows.append((prev, expected, out))
+    return static, rows
+
+
+def test_ev_arrivals_are_shifted_by_the_drawn_error() -> None:
+    static, rows = _ev_run(2.0)
+    ev = static.ev
+    fc = rows[0][0].ev_fc_active[0]  # [S, N]
+    t0 = int(rows[0][0].t0[0])
+    shifts = []
+    for j in np.unique(fc[fc >= 0]):
+        a = ev.arrival[j]
+        if t0 + 8 <= a and ev.departure[j] - a > 12:  # away from the window's start and the departure clip
+            shifts.append(t0 + int(np.argmax((fc == j).any(axis=1))) - a)
+    assert len(shifts) >= 10
+    assert np.std(shifts) == pytest.approx(8.0, rel=0.5)  # 2 h of 15-minute steps
+    assert any(s != 0 for s in shifts)
+
+
+def test_cars_charge_only_when_really_plugged_in() -> None:
+    static, rows = _ev_run(2.0)
+    ev = static.ev
+    early = late = 0
+    for prev, expected, out in rows:
+        t = int(prev.t[0])
+        real = ev.active[t]
+        charged = out.devices.ev_kw[0]
+        assert np.all(charged[real < 0] == 0.0)  # no car, no charging
+        surprise = (real >= 0) & (expected[0] != real)
+        for n in np.flatnonzero(surprise):  # arrived before its owner expected: uncontrolled charging
+            j = real[n]
+            assert 0.0 <= charged[n] <= ev.max_kw[j] + 1e-12
+            early += charged[n] > 0
+        late += int(((expected[0] >= 0) & (real < 0)).sum())
+        assert abs(out.money_balance[0]) < 1e-9 and abs(out.energy_balance_kwh[0]) < 1e-9
+    assert early > 0 and late > 0
+
+
+def test_ev_energy_is_tracked_on_the_real_session() -> None:
+    """Whatever the owners expected, no session receives more than its energy (pro rata inside the episode)."""
+    static, rows = _ev_run(2.0)
+    ev = static.ev
+    got: dict[int, float] = {}
+    for prev, _, out in rows:
+        real = ev.active[int(prev.t[0])]
+        for n in np.flatnonzero(real >= 0):
+            got[int(real[n])] = got.get(int(real[n]), 0.0) + out.devices.ev_kw[0, n] * static.dt
+    t0, t1 = int(rows[0][0].t0[0]), int(rows[0][0].t0[0]) + 96
+    for j, e in got.items():
+        a, d = ev.arrival[j], ev.departure[j]
+        share = (min(d, t1) - max(a, t0)) / max(d - a, 1)
+        assert e <= ev.energy_kwh[j] * share + 1e-9
