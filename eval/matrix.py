@@ -63,6 +63,7 @@ KPIS: tuple[str, ...] = (
     "residual_imbalance_kwh",
     "reserve_cost_total",
     "reserve_activated_kwh",
+    "market_operator_balance",
     "wall_seconds",
 )
 

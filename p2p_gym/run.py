@@ -156,6 +156,7 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
                 "residual_imbalance_kwh": abs(m.get("residual_imbalance_kwh", 0.0)),
                 "reserve_cost": m.get("reserve_cost_total") or 0.0,
                 "reserve_activated_kwh": abs(m.get("reserve_activated_kwh") or 0.0),
+                "market_operator_balance": m.get("market_operator_balance") or 0.0,
             }
         )
 
@@ -223,6 +224,8 @@ def simulate(cfg: RunConfig) -> dict[str, Any]:
         "residual_imbalance_kwh": float(sum(s["residual_imbalance_kwh"] for s in steps)),
         "reserve_cost_total": float(sum(s["reserve_cost"] for s in steps)),
         "reserve_activated_kwh": float(sum(s["reserve_activated_kwh"] for s in steps)),
+        # what the market operator kept of the trades (negative = the deficit it covered, e.g. VCG)
+        "market_operator_balance": float(sum(s["market_operator_balance"] for s in steps)),
     }
     agents_rows = [
         {

@@ -362,6 +362,9 @@ def market_infos(out: Outcome, b: int, optimum: str = "none", forecast: bool = F
         "flex_market_status": None if out.flex_market is None else out.flex_market.status[b],
         "flex_market_cost": float(out.flex_payment[b].sum()),
         "flex_activated_kwh": float(out.flex_activated_kwh[b]),
+        "market_operator_balance": (
+            0.0 if out.market_operator_balance is None else float(out.market_operator_balance[b])
+        ),
     }
     if out.platform_net_kwh is not None and (
         out.platform_net_kwh.shape[1] > 1 or out.upstream_prices is not None

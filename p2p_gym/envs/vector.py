@@ -70,7 +70,10 @@ class BatchedMarketEnv(SimEnvBase):
     ``blocked_kwh``, ``fees_total``, ``welfare``, ``welfare_no_trade``, ``welfare_optimum`` and ``efficiency`` (nan
     unless computed), ``episode_welfare``, ``episode_welfare_optimum``, ``episode_reference_welfare`` and
     ``episode_efficiency`` (with ``compute_optimum="episode"``, as in the plain env), ``gains_from_trade``,
-    ``money_balance``, ``energy_balance_kwh``, ``penalty_total``; per agent
+    ``money_balance``, ``energy_balance_kwh``, ``penalty_total``, ``market_operator_balance`` (what the market
+    operator kept of the trades; negative = a deficit, e.g. VCG); with ``forecast`` other than ``perfect`` the
+    imbalance and reserve KPIs of :meth:`p2p_gym.sim.Outcome.uncertainty_kpis` and, per agent, those of
+    :meth:`~p2p_gym.sim.Outcome.uncertainty_infos`; per agent
     [B, N]: :data:`AGENT_INFOS`; with a grid model ``grid``, a dict of KPI arrays [B]
     (:meth:`p2p_gym.grid.GridBatch.kpis`); with several platforms or priced coordination ``platforms``, a dict of
     the two-level KPIs (arrays [B] or [B, P], as :func:`p2p_gym.envs.parallel.platform_infos` describes).
@@ -298,6 +301,7 @@ class BatchedMarketEnv(SimEnvBase):
             "clipped_actions": out.clipped_actions,
             "nonfinite_actions": out.nonfinite_actions,
         }
+        infos["market_operator_balance"] = out.market_operator_balance
         infos.update(out.device_infos())
         if self.config.forecast != "perfect":
             infos.update(out.uncertainty_infos())
