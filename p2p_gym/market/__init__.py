@@ -1,7 +1,8 @@
 """Market clearing for p2p_gym: pure numpy (plus HiGHS for the bilateral LP), no gym/grid imports.
 
-* :class:`Orders` → :func:`clear` (``"uniform"``, ``"pay_as_bid"``, ``"cda"``, ``"bilateral"`` and the
-  community rules ``"mmr"``, ``"sdr"``, ``"bill_sharing"``) → :class:`ClearingResult` with :class:`Trades`;
+* :class:`Orders` → :func:`clear` (``"uniform"``, ``"pay_as_bid"``, ``"cda"``, ``"bilateral"``, the truthful
+  double auctions ``"mcafee"`` and ``"vcg"`` of :mod:`p2p_gym.market.truthful`, and the community rules
+  ``"mmr"``, ``"sdr"``, ``"bill_sharing"``) → :class:`ClearingResult` with :class:`Trades`;
 * :func:`clear_uniform_batch` and :func:`clear_community_batch`: the same rules on B books at once;
 * :class:`ContinuousDoubleAuction` for incremental order books;
 * :mod:`p2p_gym.market.pricing`: community pricing rules (mid-market rate, supply-demand ratio, bill
@@ -31,6 +32,7 @@ from p2p_gym.market.settlement import (
     settle_positions,
     terminal_cost,
 )
+from p2p_gym.market.truthful import clear_mcafee, clear_vcg, vcg_transfers, welfare_optimum
 from p2p_gym.market.types import ClearingResult, Orders, Trades
 from p2p_gym.market.welfare import efficiency
 
@@ -46,7 +48,9 @@ __all__ = [
     "clear",
     "clear_community",
     "clear_community_batch",
+    "clear_mcafee",
     "clear_uniform_batch",
+    "clear_vcg",
     "efficiency",
     "grid_only_bill",
     "imbalance_cost",
@@ -54,4 +58,6 @@ __all__ = [
     "settle",
     "settle_positions",
     "terminal_cost",
+    "vcg_transfers",
+    "welfare_optimum",
 ]

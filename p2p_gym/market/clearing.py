@@ -30,6 +30,10 @@ the cost-preference matrix):
     attaches to trading with the other (distance, CO₂, a DSO incentive as EUniversal D5.3 (2022), Scenario
     3); it changes who
     matches but is not paid to anyone. Each trade is priced by the pair's k-price ``k·bid + (1 − k)·ask``.
+``"mcafee"``, ``"vcg"``
+    Truthful double auctions (:mod:`p2p_gym.market.truthful`): McAfee's (1992) trade reduction (weakly budget
+    balanced, the operator keeps ``price − seller_price`` per kWh) and the VCG double auction (efficient, the
+    operator covers a deficit). ``k`` is unused by both.
 
 Self-trades never happen. In the call markets a walk segment that pairs an agent with itself swaps partners
 with another segment whose two sides are other agents (every order keeps its fill); if no such segment is
@@ -56,7 +60,7 @@ from p2p_gym.market.types import ClearingResult, FloatArray, IntArray, Orders, T
 __all__ = ["AUCTIONS", "MECHANISMS", "clear"]
 
 #: Mechanisms that clear bids against asks.
-AUCTIONS: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral")
+AUCTIONS: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral", "mcafee", "vcg")
 #: Every mechanism of :func:`clear`: the auctions and the community rules of :mod:`p2p_gym.market.community`.
 MECHANISMS: tuple[str, ...] = (*AUCTIONS, "mmr", "sdr", "bill_sharing")
 
@@ -79,14 +83,16 @@ def clear(
 
     Args:
         orders: the book.
-        mechanism: ``"uniform"``, ``"pay_as_bid"``, ``"cda"`` or ``"bilateral"``.
+        mechanism: ``"uniform"``, ``"pay_as_bid"``, ``"cda"``, ``"bilateral"``, ``"mcafee"``, ``"vcg"``, or a
+            community rule.
         k: k-pricing weight in [0, 1]: a price is ``k·bid + (1 − k)·ask`` (1 favours sellers); unused by
-            ``"cda"``, where the standing order sets the price.
+            ``"cda"``, where the standing order sets the price, and by ``"mcafee"`` and ``"vcg"``, which set
+            their own prices (:mod:`p2p_gym.market.truthful`).
         partners: bool[N, N], ``partners[i, j]``: agent i accepts agent j (``"bilateral"`` only; default all).
         preference: float[N, N] ≥ 0, β[i, j] cost per kWh agent i attaches to trading with j
             (``"bilateral"`` only; default 0).
         n_agents: number of agents N (default: the size of ``partners``/``preference`` if given, else max
-            agent index + 1); ``partners``/``preference`` must be N × N.
+            agent index + 1); ``partners``/``preference`` must be N × N; ``"vcg"`` sizes its transfers by it.
         rng: unused (all mechanisms are deterministic); accepted so callers can pass one uniformly.
         retail_price, feed_in_price: the interval's tariffs (currency/kWh); needed by the community rules only.
         candidates: ``"bilateral"`` only: match over sparse candidate pairs (:func:`candidate_pairs`) instead of
@@ -138,6 +144,10 @@ def clear(
         from p2p_gym.market.cda import ContinuousDoubleAuction
 
         return ContinuousDoubleAuction().run(orders)
+    if mechanism in ("mcafee", "vcg"):
+        from p2p_gym.market.truthful import clear_mcafee, clear_vcg
+
+        return clear_mcafee(orders) if mechanism == "mcafee" else clear_vcg(orders, n)
     return _call_market(orders, k, discriminatory=mechanism == "pay_as_bid")
 
 
