@@ -23,11 +23,16 @@ import numpy as np
 from p2p_gym.errors import EnvConfigError
 
 #: Call-market and matching mechanisms (bids and asks) of :func:`p2p_gym.market.clear`.
-AUCTIONS: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral")
+AUCTIONS: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral", "mcafee", "vcg")
 #: Community pricing rules (no bids; prices from the rule).
 COMMUNITY_RULES: tuple[str, ...] = ("mmr", "sdr", "bill_sharing")
-#: Every mechanism the simulation clears (the same list as :data:`p2p_gym.market.MECHANISMS`).
-MECHANISMS: tuple[str, ...] = AUCTIONS + COMMUNITY_RULES
+#: Game-theoretic mechanisms (:mod:`p2p_gym.games`; Suthar, Cherukuri & Pindoriya 2023, §4.1): they take the
+#: tariffs as the agents' outside option.
+GAMES: tuple[str, ...] = ("nash_bargaining", "shapley", "sharing_game", "stackelberg")
+#: Every mechanism the simulation clears (:data:`p2p_gym.market.MECHANISMS` and :data:`GAMES`).
+MECHANISMS: tuple[str, ...] = AUCTIONS + COMMUNITY_RULES + GAMES
+#: What the Stackelberg leader maximises (``leader_objective``).
+LEADER_OBJECTIVES: tuple[str, ...] = ("margin", "welfare")
 GRIDS: tuple[str, ...] = ("none", "linear", "ac")
 GRID_POLICIES: tuple[str, ...] = ("report", "block", "fee", "preblock", "redirect")
 #: Grid policies that act before the market on the forecast no-P2P state (bilateral matching only).
@@ -215,6 +220,12 @@ class MarketConfig:
         "to its transformer",
         lo=0.0,
         hi=1e6,
+    )
+    leader_objective: str = _opt(
+        "margin",
+        "mechanism=stackelberg: the community manager, as leader, sets the internal buy and sell prices to maximise "
+        "its own margin or the community's welfare",
+        LEADER_OBJECTIVES,
     )
     forecast: str = _opt(
         "perfect",

@@ -16,6 +16,7 @@ import numpy as np
 
 from p2p_gym import market
 from p2p_gym.market.community import COMMUNITY_RULES
+from p2p_gym.sim.config import GAMES
 from p2p_gym.sim.uncertainty import forecast_kw
 
 #: Observations are clipped to [-OBS_BOUND, OBS_BOUND] (powers are normalised, prices are per kWh).
@@ -160,13 +161,37 @@ def _clear_kwargs(
     """Keyword arguments of :func:`p2p_gym.market.clear` for book ``row`` (``everyone``: the all-True partner
     matrix used when no partners were chosen, made once per call)."""
     kw: dict[str, Any] = {"k": config.k, "n_agents": n}
+    if config.mechanism == "stackelberg":
+        kw["leader_objective"] = config.leader_objective
     if config.mechanism == "bilateral":
         kw["partners"] = accept[row] if accept is not None else everyone
         kw["preference"] = preference[row] if preference is not None and preference.ndim == 3 else preference
         kw["candidates"] = config.bilateral_candidates
-    elif config.mechanism in COMMUNITY_RULES:
+    elif config.mechanism in COMMUNITY_RULES or config.mechanism in GAMES:
         kw["retail_price"], kw["feed_in_price"] = float(retail[row]), float(feed_in[row])
     return kw
+
+
+def clear_book(
+    book: market.Orders, mechanism: str, kw: dict[str, Any], step_t: int = 0
+) -> market.ClearingResult:
+    """One book by ``mechanism``: :func:`p2p_gym.market.clear`, or a game of :mod:`p2p_gym.games` with the options
+    the simulation uses (``nash_bargaining`` keeps every average price within the tariffs, ``price_band=True``;
+    ``shapley`` samples 500 permutations beyond 15 traders from a generator seeded by the scenario step
+    ``step_t``, so a step is reproducible; ``stackelberg`` takes ``leader_objective`` from ``kw``)."""
+    if mechanism not in GAMES:
+        kw = {k: v for k, v in kw.items() if k != "leader_objective"}
+        return market.clear(book, mechanism, **kw)
+    from p2p_gym import games
+
+    args = (book, kw["retail_price"], kw["feed_in_price"], kw["n_agents"])
+    if mechanism == "nash_bargaining":
+        return games.clear_nash_bargaining(*args, price_band=True)
+    if mechanism == "shapley":
+        return games.clear_shapley(*args, rng=np.random.default_rng(step_t), n_permutations=500)
+    if mechanism == "stackelberg":
+        return games.clear_stackelberg(*args, objective=kw.get("leader_objective", "margin"))
+    return games.clear_sharing_game(*args)
 
 
 # ----------------------------------------------------------------------------------------------- clear
@@ -204,17 +229,20 @@ def clear(
     feed_in: np.ndarray,
     vectorised: bool,
     members: tuple[np.ndarray, ...] | None = None,
+    t: np.ndarray | None = None,
 ) -> Cleared:
     """Clear B books float[B, N] (one order per agent; quantity 0 = none) with ``config.mechanism``.
 
     ``vectorised``: use the batch form of the uniform auction / community rules (no individual trades); else
     :func:`p2p_gym.market.clear` per book. ``members``: the agents of each local market (platform) when there
-    are several; each clears on its own (:func:`_clear_platforms`).
+    are several; each clears on its own (:func:`_clear_platforms`). ``t``: int[B] scenario steps (seed the
+    sampled Shapley values, :func:`clear_book`).
     """
+    steps = np.zeros(len(qty), dtype=np.int64) if t is None else np.asarray(t)
     mech = config.mechanism
     if members is not None and len(members) > 1:
         return _clear_platforms(
-            config, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised, members
+            config, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised, members, steps
         )
     if vectorised:
         if mech == "uniform":
@@ -235,7 +263,7 @@ def clear(
         book = orders_of(price[b], qty[b], is_buy[b])
         books.append(book)
         kw = _clear_kwargs(config, n, b, accept, preference, retail, feed_in, everyone)
-        results.append(market.clear(book, mech, **kw))
+        results.append(clear_book(book, mech, kw, int(steps[b])))
     return _positions(n, tuple(books), tuple(results))
 
 
@@ -251,6 +279,7 @@ def _clear_platforms(
     feed_in: np.ndarray,
     vectorised: bool,
     members: tuple[np.ndarray, ...],
+    steps: np.ndarray | None = None,
 ) -> Cleared:
     """Each platform's agents clear among themselves: the same mechanism on the sub-book of every platform.
 
@@ -301,7 +330,7 @@ def _clear_platforms(
                 if per_agent and k:
                     kw = _clear_kwargs(config, n, row, accept, preference, *tariff[k], everyone)
                 book = orders_of(price[row], qty[row], is_buy[row], among=idx)
-                res = market.clear(book, config.mechanism, **kw)
+                res = clear_book(book, config.mechanism, kw, 0 if steps is None else int(steps[row]))
                 sub_books.append(book)
                 sub_results.append(res)
                 plat_price[row, k], plat_volume[row, k] = res.clearing_price, res.volume

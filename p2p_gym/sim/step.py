@@ -369,7 +369,18 @@ def step(
     # clear → injections → grid check
     r_clear, f_clear = (r_agent, f_agent) if priced else (retail, feed_in)  # [B, N] tariffs: per platform
     cleared = stages.clear(
-        cfg, n, price, qty, is_buy, accept, preference, r_clear, f_clear, vectorised, static.platform_members
+        cfg,
+        n,
+        price,
+        qty,
+        is_buy,
+        accept,
+        preference,
+        r_clear,
+        f_clear,
+        vectorised,
+        static.platform_members,
+        t,
     )
     upstream = None
     if static.platform_fee is not None:  # the platform operators trade what their platforms left unmatched

@@ -57,8 +57,8 @@ def test_clear_argument_validation() -> None:
     o = Orders(**GOOD)  # type: ignore[arg-type]
     with pytest.raises(
         MarketError,
-        match=r"mechanism: must be one of \['uniform', 'pay_as_bid', 'cda', 'bilateral', 'mmr', 'sdr', "
-        r"'bill_sharing'\]",
+        match=r"mechanism: must be one of \['uniform', 'pay_as_bid', 'cda', 'bilateral', 'mcafee', 'vcg', 'mmr', "
+        r"'sdr', 'bill_sharing'\]",
     ):
         clear(o, "vickrey")
     with pytest.raises(
