@@ -30,6 +30,9 @@ the cost-preference matrix):
     attaches to trading with the other (distance, CO₂, a DSO incentive as EUniversal D5.3 (2022), Scenario
     3); it changes who
     matches but is not paid to anyone. Each trade is priced by the pair's k-price ``k·bid + (1 − k)·ask``.
+    Product differentiation (``premium``): buyer b values seller s's energy at ``bid_i + premium[b, s]`` (labels
+    such as green or local, Le Goff Latimier & Ben Ahmed 2023, §3), which enters the pair's surplus and its
+    k-price — so one buyer pays different sellers different prices.
 ``"mcafee"``, ``"vcg"``
     Truthful double auctions (:mod:`p2p_gym.market.truthful`): McAfee's (1992) trade reduction (weakly budget
     balanced, the operator keeps ``price − seller_price`` per kWh) and the VCG double auction (efficient, the
@@ -72,6 +75,7 @@ def clear(
     k: float = 0.5,
     partners: ArrayLike | None = None,
     preference: ArrayLike | None = None,
+    premium: ArrayLike | None = None,
     n_agents: int | None = None,
     rng: np.random.Generator | None = None,
     retail_price: float | None = None,
@@ -91,6 +95,11 @@ def clear(
         partners: bool[N, N], ``partners[i, j]``: agent i accepts agent j (``"bilateral"`` only; default all).
         preference: float[N, N] ≥ 0, β[i, j] cost per kWh agent i attaches to trading with j
             (``"bilateral"`` only; default 0).
+        premium: float[N, N] ≥ 0, product differentiation (``"bilateral"`` only; default 0): ``premium[i, j]``
+            is what buyer i will pay per kWh on top of its bid for energy from seller j (for j's labels, e.g.
+            green or local). The pair's surplus and its price use the buyer's bid plus the premium, so one buyer
+            pays different sellers different prices (Le Goff Latimier & Ben Ahmed 2023, §3: heterogeneous
+            preferences between peers; unlike β it is money paid to the seller).
         n_agents: number of agents N (default: the size of ``partners``/``preference`` if given, else max
             agent index + 1); ``partners``/``preference`` must be N × N; ``"vcg"`` sizes its transfers by it.
         rng: unused (all mechanisms are deterministic); accepted so callers can pass one uniformly.
@@ -115,7 +124,7 @@ def clear(
         raise MarketError(f"k: must be in [0, 1], got {k!r}")
     if n_agents is None and mechanism == "bilateral":
         # Size the agent axis from the matrices when given (agents without orders may still be listed).
-        for matrix in (partners, preference):
+        for matrix in (partners, preference, premium):
             if matrix is not None and np.ndim(matrix) == 2:
                 n_agents = max(int(np.shape(matrix)[0]), orders.n_agents)
                 break
@@ -129,12 +138,13 @@ def clear(
     if mechanism == "bilateral":
         part = _partners(partners, n)
         pref = _preference(preference, n)
-        return _bilateral(orders, k, part, pref, candidates)
+        prem = _preference(premium, n, "premium")
+        return _bilateral(orders, k, part, pref, candidates, prem)
     if candidates is not None:
         raise MarketError(f"candidates: only used by mechanism 'bilateral', got mechanism {mechanism!r}")
-    if partners is not None or preference is not None:
+    if partners is not None or preference is not None or premium is not None:
         raise MarketError(
-            f"partners/preference: only used by mechanism 'bilateral', got mechanism {mechanism!r}"
+            f"partners/preference/premium: only used by mechanism 'bilateral', got mechanism {mechanism!r}"
         )
     if mechanism not in AUCTIONS:
         from p2p_gym.market.community import clear_community
@@ -181,17 +191,17 @@ def _partners(partners: ArrayLike | None, n: int) -> np.ndarray:
     return arr
 
 
-def _preference(preference: ArrayLike | None, n: int) -> np.ndarray | None:
+def _preference(preference: ArrayLike | None, n: int, name: str = "preference") -> np.ndarray | None:
     if preference is None:
         return None
-    arr = _square("preference", preference, n)
+    arr = _square(name, preference, n)
     if arr.dtype.kind not in "biuf":
-        raise MarketError(f"preference: must be real numbers, got dtype {arr.dtype}")
+        raise MarketError(f"{name}: must be real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
-        raise MarketError(f"preference: must be finite, got {arr[~np.isfinite(arr)][0]!r}")
+        raise MarketError(f"{name}: must be finite, got {arr[~np.isfinite(arr)][0]!r}")
     if np.any(arr < 0):
-        raise MarketError(f"preference: must be >= 0 (a cost per kWh), got {arr[arr < 0][0]!r}")
+        raise MarketError(f"{name}: must be >= 0 (a cost per kWh), got {arr[arr < 0][0]!r}")
     return arr
 
 
@@ -386,6 +396,7 @@ def _bilateral(
     partners: np.ndarray,
     preference: np.ndarray | None,
     candidates: int | None = None,
+    premium: np.ndarray | None = None,
 ) -> ClearingResult:
     n_orders = len(orders)
     q, p, a = orders.quantity, orders.price, orders.agent
@@ -398,14 +409,17 @@ def _bilateral(
     if not len(bids) or not len(asks):
         return ClearingResult.empty(n_orders)
     ab, aa = a[bids], a[asks]
+    value = (
+        p[bids][:, None] if premium is None else p[bids][:, None] + premium[ab][:, aa]
+    )  # the buyer's, per seller
     with np.errstate(over="ignore"):
-        weight = p[bids][:, None] - p[asks][None, :]
+        weight = value - p[asks][None, :]
         if preference is not None:
             weight = weight - preference[ab][:, aa] - preference[aa][:, ab].T
     if not np.all(np.isfinite(weight)):
         # Prices near the float64 limit overflowed the difference: a quarter of every term cannot overflow,
         # and a positive multiple of the weights has the same signs and the same optimal flows.
-        weight = 0.25 * p[bids][:, None] - 0.25 * p[asks][None, :]
+        weight = 0.25 * value - 0.25 * p[asks][None, :]
         if preference is not None:
             weight = weight - 0.25 * preference[ab][:, aa] - 0.25 * preference[aa][:, ab].T
     ok = (weight > 0) & partners[ab][:, aa] & partners[aa][:, ab].T & (ab[:, None] != aa[None, :])
@@ -426,7 +440,8 @@ def _bilateral(
     pos = x > 0
     ii, jj, x = ii[pos], jj[pos], x[pos]
     bo, so = bids[ii], asks[jj]
-    price = k * p[bo] + (1.0 - k) * p[so]
+    bid = p[bo] if premium is None else p[bo] + premium[a[bo], a[so]]
+    price = k * bid + (1.0 - k) * p[so]
     return _result(Trades(bo, so, a[bo], a[so], x, price), n_orders, None)
 
 

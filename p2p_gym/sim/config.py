@@ -141,6 +141,20 @@ class MarketConfig:
     reward: str = _opt("money", "reward: money (profit) or savings (vs the grid-only bill)", REWARDS)
     k: float = _opt(0.5, "k-pricing weight: price = k·bid + (1 − k)·ask", lo=0.0, hi=1.0)
     preference: Any = _opt(None, "bilateral preference: none, 'distance' or an N×N matrix of β ≥ 0")  # noqa: RUF009
+    green_premium: float = _opt(
+        0.0,
+        "mechanism=bilateral, product differentiation: what every buyer pays on top of its bid for energy from a "
+        "green seller (PV owners without a dispatchable generator), currency/kWh",
+        lo=0.0,
+        hi=1e6,
+    )
+    local_premium: float = _opt(
+        0.0,
+        "mechanism=bilateral, product differentiation: what every buyer pays on top of its bid for energy from a "
+        "local seller (the same platform of a multi-platform scenario, else the same feeder), currency/kWh",
+        lo=0.0,
+        hi=1e6,
+    )
     bilateral_candidates: int | None = _opt(
         None,
         "bilateral: match over sparse candidate pairs (each order's k most profitable counterparts and its k "
@@ -300,7 +314,7 @@ class MarketConfig:
         for name in ("block_threshold_pct", "fee_per_kwh_km", "grid_penalty", "k", "preference_per_km",
                      "initial_soc", "fee_per_kwh", "fee_fixed", "redirect_w", "flex_offer_price",
                      "flex_margin_pct", "upstream_fee_per_kwh_km", "forecast_skill", "imbalance_penalty",
-                     "ev_arrival_sigma_h",
+                     "ev_arrival_sigma_h", "green_premium", "local_premium",
                      "reserve_confidence", "reserve_price_cap"):  # fmt: skip
             meta = _meta(name)
             _num(self, name, meta["lo"], meta["hi"])
@@ -316,6 +330,11 @@ class MarketConfig:
             raise EnvConfigError(
                 f"coordination: {self.coordination!r} works with grid_policy 'report' or 'fee' (the DSO's trade "
                 f"rules act on the local trades only), got grid_policy={self.grid_policy!r}"
+            )
+        if (self.green_premium > 0 or self.local_premium > 0) and self.mechanism != "bilateral":
+            raise EnvConfigError(
+                "green_premium, local_premium: product differentiation prices each seller–buyer pair, so it needs "
+                f"mechanism='bilateral', got mechanism={self.mechanism!r}"
             )
         if self.flex_market and (self.grid == "none" or self.dispatch != "committed"):
             raise EnvConfigError(

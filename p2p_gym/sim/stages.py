@@ -157,6 +157,7 @@ def _clear_kwargs(
     retail: np.ndarray,
     feed_in: np.ndarray,
     everyone: np.ndarray | None,
+    premium: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of :func:`p2p_gym.market.clear` for book ``row`` (``everyone``: the all-True partner
     matrix used when no partners were chosen, made once per call)."""
@@ -167,6 +168,8 @@ def _clear_kwargs(
         kw["partners"] = accept[row] if accept is not None else everyone
         kw["preference"] = preference[row] if preference is not None and preference.ndim == 3 else preference
         kw["candidates"] = config.bilateral_candidates
+        if premium is not None:
+            kw["premium"] = premium
     elif config.mechanism in COMMUNITY_RULES or config.mechanism in GAMES:
         kw["retail_price"], kw["feed_in_price"] = float(retail[row]), float(feed_in[row])
     return kw
@@ -230,6 +233,7 @@ def clear(
     vectorised: bool,
     members: tuple[np.ndarray, ...] | None = None,
     t: np.ndarray | None = None,
+    premium: np.ndarray | None = None,
 ) -> Cleared:
     """Clear B books float[B, N] (one order per agent; quantity 0 = none) with ``config.mechanism``.
 
@@ -242,7 +246,19 @@ def clear(
     mech = config.mechanism
     if members is not None and len(members) > 1:
         return _clear_platforms(
-            config, n, price, qty, is_buy, accept, preference, retail, feed_in, vectorised, members, steps
+            config,
+            n,
+            price,
+            qty,
+            is_buy,
+            accept,
+            preference,
+            retail,
+            feed_in,
+            vectorised,
+            members,
+            steps,
+            premium,
         )
     if vectorised:
         if mech == "uniform":
@@ -262,7 +278,7 @@ def clear(
             continue
         book = orders_of(price[b], qty[b], is_buy[b])
         books.append(book)
-        kw = _clear_kwargs(config, n, b, accept, preference, retail, feed_in, everyone)
+        kw = _clear_kwargs(config, n, b, accept, preference, retail, feed_in, everyone, premium)
         results.append(clear_book(book, mech, kw, int(steps[b])))
     return _positions(n, tuple(books), tuple(results))
 
@@ -280,6 +296,7 @@ def _clear_platforms(
     vectorised: bool,
     members: tuple[np.ndarray, ...],
     steps: np.ndarray | None = None,
+    premium: np.ndarray | None = None,
 ) -> Cleared:
     """Each platform's agents clear among themselves: the same mechanism on the sub-book of every platform.
 
@@ -325,10 +342,10 @@ def _clear_platforms(
                 results_l.append(res)
                 continue
             sub_books, sub_results = [], []
-            kw = _clear_kwargs(config, n, row, accept, preference, *tariff[0], everyone)
+            kw = _clear_kwargs(config, n, row, accept, preference, *tariff[0], everyone, premium)
             for k, idx in enumerate(members):
                 if per_agent and k:
-                    kw = _clear_kwargs(config, n, row, accept, preference, *tariff[k], everyone)
+                    kw = _clear_kwargs(config, n, row, accept, preference, *tariff[k], everyone, premium)
                 book = orders_of(price[row], qty[row], is_buy[row], among=idx)
                 res = clear_book(book, config.mechanism, kw, 0 if steps is None else int(steps[row]))
                 sub_books.append(book)

@@ -78,6 +78,9 @@ class SimStatic:
     pricing: Any = None
     """The DSO's locational prices per platform (:class:`p2p_gym.sim.multiscale.PlatformPricing`;
     ``coordination`` pricing or predictive)."""
+    premium: np.ndarray | None = None
+    """float[N, N] product differentiation: what buyer i pays per kWh on top of its bid for seller j's labels
+    (``green_premium``, ``local_premium``; bilateral), else None."""
     forecast_stats: Any = None
     """:class:`~p2p_gym.scenarios.forecast.ErrorStats` of the scenario's persistence errors (``forecast="day_ahead"``
     or ``reserve=True``), else None."""
@@ -259,7 +262,35 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         mv_lines=_mv_lines(sc),
         operator_ids=_operator_ids(config, sc),
         forecast_stats=forecast_stats,
+        premium=_premium(config, sc),
     )
+
+
+def _premium(config: MarketConfig, sc: Any) -> np.ndarray | None:
+    """float[N, N] ``premium[i, j]`` = green_premium·green(j) + local_premium·(i and j local), 0 on the diagonal.
+
+    Labels: a seller is green when it has PV and no dispatchable generator; two agents are local to each other on
+    the same platform of a multi-platform scenario, else on the same feeder (:func:`p2p_gym.grid.topology.
+    feeder_zones`)."""
+    if config.green_premium <= 0 and config.local_premium <= 0:
+        return None
+    n = sc.n_agents
+    green = (sc.pv_kwp > 0) & (sc.gen_max_kw <= 0)
+    out = np.broadcast_to(config.green_premium * green[None, :], (n, n)).astype(np.float64)
+    if config.local_premium > 0:
+        if sc.n_platforms > 1:
+            zone = np.asarray(sc.platform)
+        elif sc.net is not None:
+            from p2p_gym.grid.topology import feeder_zones
+
+            zone = feeder_zones(sc.net, sc.bus)
+        else:
+            raise EnvConfigError(
+                f"local_premium: scenario {sc.name!r} has no network to tell local sellers by"
+            )
+        out = out + config.local_premium * (zone[:, None] == zone[None, :])
+    np.fill_diagonal(out, 0.0)
+    return out
 
 
 def _platform_fee(config: MarketConfig, sc: Any) -> np.ndarray | None:

@@ -368,20 +368,8 @@ def step(
         accept, preference, at_risk, forbidden = stages.pre_market(static, forecast_kw, is_buy, accept, t)
     # clear → injections → grid check
     r_clear, f_clear = (r_agent, f_agent) if priced else (retail, feed_in)  # [B, N] tariffs: per platform
-    cleared = stages.clear(
-        cfg,
-        n,
-        price,
-        qty,
-        is_buy,
-        accept,
-        preference,
-        r_clear,
-        f_clear,
-        vectorised,
-        static.platform_members,
-        t,
-    )
+    cleared = stages.clear(cfg, n, price, qty, is_buy, accept, preference, r_clear, f_clear, vectorised,
+                           static.platform_members, t, static.premium)  # fmt: skip
     upstream = None
     if static.platform_fee is not None:  # the platform operators trade what their platforms left unmatched
         from p2p_gym.sim import multiscale
