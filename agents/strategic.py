@@ -8,7 +8,14 @@ import numpy as np
 
 from agents.base import AgentConfigError, BiddingRule, feature, last_fill
 
-__all__ = ["AdaptiveMarkup", "BestResponse", "Markup", "RandomPolicy", "Truthful"]
+__all__ = ["SEARCHED", "AdaptiveMarkup", "BestResponse", "Markup", "RandomPolicy", "Truthful"]
+
+#: Games whose clearing the best response re-runs per candidate price (the sharing game's equilibrium and the
+#: sampled Shapley value are too slow to search per agent and step: there it bids its limit).
+GAMES: tuple[str, ...] = ("nash_bargaining", "stackelberg")
+#: Mechanisms in which :class:`BestResponse` searches its price (elsewhere prices do not matter, or the search is
+#: too slow, and it bids its limit).
+SEARCHED: tuple[str, ...] = ("uniform", "pay_as_bid", "cda", "bilateral", "mcafee", "vcg", *GAMES)
 
 
 class Truthful(BiddingRule):
@@ -142,8 +149,10 @@ class BestResponse(BiddingRule):
     book with :func:`p2p_gym.market.clear` (in agent-index order, as the env submits them, which is the
     arrival order of ``cda``; for ``bilateral`` everybody accepts everybody, without preferences) and keeps
     the price with the highest money for this step: trades at their prices plus the rest of its position at the
-    grid tariff. Ties go to the price nearest its truthful limit. Under the community rules prices do not
-    depend on bids, so it bids truthfully.
+    grid tariff (a seller counts what it receives, ``seller_price``). Ties go to the price nearest its truthful
+    limit. Under the community rules prices do not depend on bids, so it bids truthfully; so it does in the
+    sharing game and the Shapley allocation, whose clearing is too slow to search (:data:`SEARCHED`). In the
+    Nash-bargaining and Stackelberg games it re-runs the game (:func:`p2p_gym.sim.stages.clear_book`).
 
     **Fallback** (first step, no env reference, or no order on the other side of the last book): it quotes the
     last public clearing price of its observation (``last_clearing_price``), clipped to ``[feed_in, retail]``.
@@ -170,7 +179,7 @@ class BestResponse(BiddingRule):
     def price_x(self, obs: np.ndarray, is_buy: bool, rng: np.random.Generator) -> float:
         feed_in, retail = feature(obs, "feed_in_price"), feature(obs, "retail_price")
         env = self.env
-        if env is not None and env.mechanism not in ("uniform", "pay_as_bid", "cda", "bilateral"):
+        if env is not None and env.mechanism not in SEARCHED:
             return self.limit_x(obs, is_buy)
         if env is not None:  # exact tariffs (the float32 observation rounds them)
             t = min(env.t, env.scenario.n_steps - 1)
@@ -224,11 +233,20 @@ class BestResponse(BiddingRule):
         kw: dict[str, Any] = {"k": env.k, "n_agents": env.n}
         if env.mechanism == "bilateral":
             kw["partners"] = np.ones((env.n, env.n), dtype=bool)
-        res = clear(book, env.mechanism, **kw)
+        if env.mechanism in GAMES:
+            from p2p_gym.sim.stages import clear_book
+
+            kw.update(
+                retail_price=retail, feed_in_price=feed_in, leader_objective=env.config.leader_objective
+            )
+            res = clear_book(book, env.mechanism, kw)
+        else:
+            res = clear(book, env.mechanism, **kw)
         tr = res.trades
         mine = tr.buyer == self.index if is_buy else tr.seller == self.index
         volume = float(tr.quantity[mine].sum())
-        value = float((tr.quantity[mine] * tr.price[mine]).sum())
+        unit = tr.price if is_buy else tr.seller_price  # what a buyer pays, what a seller receives
+        value = float((tr.quantity[mine] * unit[mine]).sum())
         rest = max(qty - volume, 0.0)
         fee = (
             0.5 * self.fee_per_kwh * volume

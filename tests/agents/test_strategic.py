@@ -117,3 +117,29 @@ def test_best_response_in_cda_keeps_truthful_bid_when_price_is_the_standing_ask(
     # orders arrive in agent order: the sellers' asks at 0.08 stand, so any bid >= 0.08 trades at 0.08;
     # all candidate prices tie and the tie goes to the truthful end (bid at retail, a0 = +1)
     assert policies["prosumer_3"].act(obs["prosumer_3"], rng)[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mechanism", ["mcafee", "vcg"])
+def test_best_response_is_truthful_in_the_truthful_auctions(mechanism: str) -> None:
+    """McAfee and VCG make the truthful report a dominant strategy, so against any repeated book the search never
+    finds a better price than its limit (ties go to the truthful end); under uniform pricing it shades."""
+    found = {}
+    for mech in (mechanism, "uniform"):
+        env = p2p_gym.parallel_env("tiny", mechanism=mech, grid="none", episode_steps=96, start_day=0)
+        policies = make_policies("best-response", env)
+        obs, _ = env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        shaded = searched = 0
+        for _ in range(60):
+            actions = act_all(policies, obs, rng)
+            for a, act in actions.items():
+                is_buy = obs[a][3] < 0  # net < 0: a buyer bids retail (a0 = +1), a seller asks feed-in (−1)
+                if abs(obs[a][3]) <= 1e-6 or policies[a]._others_book(is_buy) is None:
+                    continue  # no order, or no book to search against (it quotes the last price)
+                searched += 1
+                shaded += abs(act[0] - (1.0 if is_buy else -1.0)) > 1e-6
+            obs, *_ = env.step(actions)
+        found[mech] = shaded
+        assert searched > 20
+    assert found[mechanism] == 0
+    assert found["uniform"] > 0
