@@ -1,13 +1,16 @@
-"""Mechanism comparison: the community pricing rules (mid-market rate, SDR, bill sharing) vs the auctions.
+"""Mechanism comparison: every mechanism family of the survey on the same days and populations.
 
 ``python -m eval.mechanisms --out docs/figures`` runs the :mod:`eval.matrix` on ``default`` (20 SimBench
-households, 60 % with PV, some batteries) for every mechanism with ZI-C and truthful traders (3 days × 2 seeds,
-the same days for every mechanism), prints a Markdown table (efficiency vs the optimum, gains from trade, P2P
-volume and price, self-sufficiency, fairness of savings, exploitability, price minus the competitive price) and
-writes ``eval_mechanisms.png``.
+households, 60 % with PV, some batteries) for every mechanism of :data:`p2p_gym.sim.MECHANISMS` — call markets
+(uniform, pay-as-bid), the continuous double auction, bilateral matching, the truthful double auctions (McAfee,
+VCG), the community pricing rules (MMR, SDR, bill sharing) and the games (Nash bargaining, Shapley allocation,
+sharing game, Stackelberg) — with truthful, ZI-C, markup and best-response traders (the same days for every
+mechanism; ``--dispatch committed`` by default, so orders move the devices), prints a Markdown table (efficiency
+vs the optimum, price of anarchy, gains from trade, P2P volume and price, fairness of savings, what the market
+operator kept or covered, exploitability, price minus the competitive price) and writes ``eval_mechanisms.png``.
 
 The community rules ignore bids (only quantities matter), so their outcome does not depend on the bidding
-policy and one agent cannot gain by shading its price; the auctions depend on the bids.
+policy and one agent cannot gain by shading its price; the auctions and games depend on the bids.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ COLUMNS = (
     ("gains_from_trade", "gains (EUR)", ".2f"),
     ("p2p_volume_kwh", "P2P kWh", ".1f"),
     ("average_p2p_price", "price (EUR/kWh)", ".3f"),
+    ("poa", "PoA", ".2f"),
+    ("market_operator_balance", "operator (EUR)", ".2f"),
     ("self_sufficiency", "self-suff.", ".3f"),
     ("fair_gini", "Gini", ".2f"),
     ("fair_jain", "Jain", ".2f"),
@@ -40,17 +45,19 @@ COLUMNS = (
 
 def compare(
     scenario: str = "default",
-    policies: tuple[str, ...] = ("zi-c", "truthful"),
+    policies: tuple[str, ...] = ("truthful", "zi-c", "markup", "best-response"),
     days: int = 3,
     seeds: int = 2,
     exploit_agents: int = 1,
     workers: int = 2,
+    dispatch: str = "committed",
+    mechanisms: tuple[str, ...] = MECHANISMS,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the comparison; returns the table rows and the full :func:`eval.matrix.evaluate` result."""
     cfg = EvalConfig(
         policies=list(policies),
-        mechanisms=list(MECHANISMS),
-        market=MarketConfig(scenario=scenario),
+        mechanisms=list(mechanisms),
+        market=MarketConfig(scenario=scenario, dispatch=dispatch),
         days=days,
         seeds=seeds,
         exploit_agents=exploit_agents,
@@ -87,8 +94,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         ("average_p2p_price", "average P2P price (EUR/kWh)"),
         ("fair_gini", "Gini of savings"),
         ("exploitability", "exploitability (EUR)"),
+        ("market_operator_balance", "operator kept (+) / covered (−), EUR"),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    fig, axes = plt.subplots(1, 5, figsize=(20, 4.2))
     w = 0.8 / len(pols)
     x = np.arange(len(mechs))
     for ax, (k, title) in zip(axes, keys):
@@ -101,7 +109,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
             if m in mechs:
                 ax.axvspan(mechs.index(m) - 0.5, mechs.index(m) + 0.5, color="0.93", zorder=0)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Community pricing rules (shaded) vs auctions on default")
+    fig.suptitle("Every mechanism on default: auctions, truthful auctions, community rules (shaded), games")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -114,14 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.mechanisms", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="docs/figures")
     p.add_argument("--scenario", default="default")
-    p.add_argument("--policies", default="zi-c,truthful")
+    p.add_argument("--policies", default="truthful,zi-c,markup,best-response")
+    p.add_argument("--mechanisms", default=",".join(MECHANISMS))
+    p.add_argument("--dispatch", default="committed", choices=["fixed", "committed"])
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--exploit-agents", type=int, default=1)
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    rows, _ = compare(a.scenario, tuple(a.policies.split(",")), a.days, a.seeds, a.exploit_agents, a.workers)
+    rows, _ = compare(a.scenario, tuple(a.policies.split(",")), a.days, a.seeds, a.exploit_agents, a.workers,
+                      a.dispatch, tuple(a.mechanisms.split(",")))  # fmt: skip
     print(markdown_table(rows, COLUMNS))
     png = plot(rows, Path(a.out) / "eval_mechanisms.png")
     print(f"\nwrote {png} ({time.perf_counter() - t0:.0f} s)")

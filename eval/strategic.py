@@ -34,6 +34,7 @@ import numpy as np
 
 from p2p_gym import metrics
 from p2p_gym.sim import COMMUNITY_RULES, MarketConfig
+from p2p_gym.sim.config import GAMES
 
 #: Deviations tried by :func:`exploitability` (names of :func:`agents.policy_from_name`).
 DEVIATIONS: tuple[str, ...] = ("best-response", "markup:0.1", "markup:0.3", "markup:0.5")
@@ -211,7 +212,13 @@ def _competitive_price(
     if mechanism == "bilateral":
         kw["partners"] = np.ones((env.n, env.n), dtype=bool)
         kw["preference"] = env.preference
-    res = market.clear(truthful, mechanism, **kw)
+    if mechanism in GAMES:  # the games take the tariffs (p2p_gym.sim.stages.clear_book)
+        from p2p_gym.sim.stages import clear_book
+
+        kw.update(retail_price=retail, feed_in_price=feed_in, leader_objective=env.config.leader_objective)
+        res = clear_book(truthful, mechanism, kw)
+    else:
+        res = market.clear(truthful, mechanism, **kw)
     q = float(res.trades.quantity.sum())
     return float((res.trades.quantity * res.trades.price).sum() / q) if q > 1e-12 else math.nan
 

@@ -43,4 +43,12 @@ def test_mechanism_comparison_small(tmp_path) -> None:
     assert set(by) == set(mechanisms.MECHANISMS)
     for m in ("mmr", "sdr", "bill_sharing"):
         assert by[m]["efficiency"] == pytest.approx(1.0)
+    # the operator keeps McAfee's trade-reduction margin and the Stackelberg leader's, and covers VCG's deficit
+    assert (
+        by["mcafee"]["market_operator_balance"] >= -1e-9
+        and by["stackelberg"]["market_operator_balance"] >= -1e-9
+    )
+    assert by["vcg"]["market_operator_balance"] <= 1e-9
+    for m in ("uniform", "pay_as_bid", "bilateral", "nash_bargaining", "sharing_game", "mmr"):
+        assert by[m]["market_operator_balance"] == pytest.approx(0.0, abs=1e-9)
     assert mechanisms.plot(rows, tmp_path / "m.png").stat().st_size > 0
