@@ -10,13 +10,18 @@ The step chains the stages of :mod:`p2p_gym.sim.stages`:
 6. **grid check** of the injections (linear model or AC power flow);
 7. **grid policy**: the DSO's block rule (the blocked generation is not produced; the grid is checked again),
    network fees, and the grid-violation penalty;
-8. **settle** the residuals with the grid at retail / feed-in;
-9. **rewards**, welfare, the optimum and efficiency (per step against the step optimum, or per episode against
+8. **delivery** (``forecast`` other than ``perfect``): the realisation differs from the committed position by
+   the forecast errors; the reserve market (``reserve=True``) clears and is activated against the system's
+   imbalance; the grid is checked on the realisation (:mod:`p2p_gym.sim.uncertainty`);
+9. **settle** the committed positions' residuals with the grid at retail / feed-in, the deviations at the
+   dual imbalance prices, reserve capacity and activated energy;
+10. **rewards**, welfare, the optimum and efficiency (per step against the step optimum, or per episode against
    the optimum of the whole episode solved at its start);
-10. the next state and its **observations**.
+11. the next state and its **observations**.
 
-Money balances (Σ bills = grid balance + fees) and energy balances (Σ injections = exports − imports) every step;
-both residuals are in the :class:`Outcome`.
+Money balances (Σ bills = grid balance + fees + imbalance and activation payments + the market operator's
+margin) and energy balances (Σ injections = exports − imports + deviations + activated reserve) every step; both
+residuals are in the :class:`Outcome`.
 """
 
 from __future__ import annotations
