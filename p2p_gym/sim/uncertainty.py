@@ -29,7 +29,8 @@ and the optimisation core's joint market give that optimum).
    confidence δ (``reserve_confidence``): P(−R⁻ ≤ Σ_n ε_n ≤ R⁺) ≥ δ, sized for Gaussian errors with the forecast
    model's covariance (:func:`p2p_gym.optim.reserve.gaussian_reserve`; the error model of
    :func:`p2p_gym.scenarios.forecast.forecast`: per-agent σ of PV (in daylight) and load, PV errors correlated
-   across agents with the calibrated correlation; persistence forecasts use the calibrated statistics with skill 1).
+   across agents with the calibrated correlation; persistence forecasts use the calibrated statistics with skill 1;
+   the EV arrival errors are not part of it).
    This is the chance constraint of the pool market (Le Goff Latimier & Ben Ahmed 2023, eq. 13d).
 2. *Offers.* Each agent offers shares of its devices' headroom after its energy plan — up: x_max − committed,
    down: committed − x_min less the PV curtailment (curtailing forecast PV is not firm: the PV may not come) —
@@ -104,7 +105,7 @@ def draw_ev_arrivals(static: Any, t0: np.ndarray, rngs: Any) -> np.ndarray:
     """int32[B, S, N]: the EV session each agent *expects* to be plugged in at each step of the episode and the
     look-ahead (−1 none) under ``forecast="day_ahead"``: every session's planned arrival is its actual arrival
     shifted by round(N(0, (σ·skill·steps per hour)²)) steps, kept before its departure (departures are known).
-    float[B, 0, N] when EV sessions are known (other forecasts, σ = 0, or no EVs)."""
+    int32[B, 0, N] when EV sessions are known (other forecasts, σ = 0, or no EVs)."""
     ev, cfg, n = static.ev, static.config, static.n
     b = len(t0)
     sigma = cfg.ev_arrival_sigma_h * cfg.forecast_skill * 60.0 / static.scenario.step_minutes
