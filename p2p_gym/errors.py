@@ -34,3 +34,7 @@ class OptimError(P2PGymError, ValueError):
 
 class EnvConfigError(P2PGymError, ValueError):
     """Environment constructor arguments are invalid."""
+
+
+class MetricError(P2PGymError, ValueError):
+    """A metric got scores it cannot aggregate (empty, non-finite, bad shape or option)."""

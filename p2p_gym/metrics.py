@@ -5,7 +5,11 @@ All functions take plain arrays and return floats, so they can be checked agains
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from p2p_gym.errors import MetricError
 
 
 def gini(x: np.ndarray) -> float:
@@ -92,3 +96,54 @@ def fairness(savings: np.ndarray) -> dict[str, float]:
         "losers_pct": losers_pct(savings),
         "cr20": cr20(savings),
     }
+
+
+# ------------------------------------------------------------------------------------ aggregate RL scores
+def iqm(scores: Any) -> float:
+    """Interquartile mean of ``scores`` float[runs] or float[runs, tasks] (all values pooled): the mean of the
+    middle 50 % (Agarwal et al. 2021, "Deep reinforcement learning at the edge of the statistical precipice",
+    NeurIPS, §4.3). With n values, the lowest and highest n/4 are dropped, fractional boundary values counting
+    with their fraction, so the IQM of n values equals scipy's ``trim_mean(x, 0.25)`` when n is a multiple of 4
+    and interpolates otherwise.
+
+    Raises:
+        MetricError: no score, or a non-finite one.
+    """
+    x = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    n = x.size
+    if n == 0 or not np.all(np.isfinite(x)):
+        raise MetricError(f"scores: need at least one finite value, got {scores!r:.80}")
+    lo, hi = 0.25 * n, 0.75 * n
+    # weight of each sorted value inside [lo, hi): the overlap of [i, i + 1) with it
+    i = np.arange(n)
+    w = np.clip(np.minimum(i + 1, hi) - np.maximum(i, lo), 0.0, 1.0)
+    return float(np.dot(w, x) / w.sum())
+
+
+def bootstrap_ci(
+    scores: Any, rng: np.random.Generator, statistic: Any = None, n_boot: int = 2000, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(point, low, high): ``statistic`` (default :func:`iqm`) of float[runs, tasks] scores and its percentile
+    bootstrap confidence interval at ``level``, resampling runs with replacement *within each task* (the
+    stratified bootstrap of Agarwal et al. 2021, §4.1). A 1-D array is one task. ``rng``: the caller's seeded
+    generator.
+
+    Raises:
+        MetricError: bad shape, level or n_boot.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] < 2 or not np.all(np.isfinite(x)):
+        raise MetricError(f"scores: need finite float[runs ≥ 2, tasks], got shape {x.shape}")
+    if not 0.0 < level < 1.0:
+        raise MetricError(f"level: must be in (0, 1), got {level!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
+        raise MetricError(f"n_boot: must be an integer ≥ 100, got {n_boot!r}")
+    stat = iqm if statistic is None else statistic
+    runs, tasks = x.shape
+    idx = rng.integers(0, runs, size=(n_boot, runs, tasks))
+    boot = np.array([stat(np.take_along_axis(x, idx[k], axis=0)) for k in range(n_boot)])
+    alpha = 0.5 * (1.0 - level)
+    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
+    return float(stat(x)), float(low), float(high)

@@ -27,7 +27,7 @@ def test_pettingzoo_supersuit_sb3_tutorial_path() -> None:
     assert model.num_timesteps >= 2 * 32 * env.num_envs
     obs = env.reset()
     action, _ = model.predict(obs, deterministic=True)
-    obs, rewards, dones, infos = env.step(action)
+    obs, rewards, _dones, infos = env.step(action)
     assert obs.shape == (env.num_envs, *env.observation_space.shape)
     assert np.all(np.isfinite(rewards)) and len(infos) == env.num_envs
     env.close()
