@@ -11,7 +11,10 @@ agent acts on can differ from the realisation:
   per-agent standard deviations, the lag-one autocorrelation in time, and for PV a factor common to all agents
   (a cloud over the whole feeder) with the measured mean cross-agent correlation. The PV error is applied in
   daylight only (where either the realisation or the persistence forecast is positive) and the forecast is kept
-  within [0, peak]; load forecasts stay ≥ 0. Errors are drawn from the generator passed in (the env's).
+  within [0, peak]. Load forecasts are clipped at 0 around a centre shifted so that the clipped forecast stays
+  unbiased (its expectation is the realisation, :func:`_unbiased_centre`): household load's error is as large as
+  its mean, and plain clipping would forecast too much load. Errors are drawn from the generator passed in (the
+  env's).
 
 Statistics of the persistence error on a scenario (:class:`ErrorStats`): the root-mean-square error per agent
 normalised by its peak (PV) or mean (load), the lag-one autocorrelation, and the mean pairwise correlation of the
@@ -161,5 +164,29 @@ def forecast(
     day = _daylight(sc, rows)
     peak = sc.pv_kw.max(axis=0)
     pv_fc = np.clip(pv + np.where(day, pv_err, 0.0), 0.0, peak)
-    load_err = skill * st.load_sigma_kw * _ar_noise(rng, steps, n, st.load_ar)
-    return np.maximum(load + load_err, 0.0), pv_fc
+    sigma = np.broadcast_to(skill * st.load_sigma_kw, load.shape)
+    z = _ar_noise(rng, steps, n, st.load_ar)
+    return np.maximum(_unbiased_centre(load, sigma) + sigma * z, 0.0), pv_fc
+
+
+def _unbiased_centre(mean: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """m with E[max(m + σ·Z, 0)] = ``mean`` for Z ~ N(0, 1), elementwise (``mean`` ≥ 0): the centre of a Gaussian
+    forecast error that, clipped at 0, keeps the forecast unbiased. E[max(m + σZ, 0)] = m·Φ(m/σ) + σ·φ(m/σ) rises
+    with m (slope Φ(m/σ)), so Newton's method from m = mean converges monotonically; m = mean where σ = 0, and
+    −∞ (the forecast is 0) where the mean is 0."""
+    from scipy.stats import norm
+
+    m = np.array(mean, dtype=np.float64)
+    live = (sigma > 0) & (mean > 0)
+    mu, sd = mean[live], sigma[live]
+    x = mu.copy()
+    for _ in range(60):
+        u = x / sd
+        g = x * norm.cdf(u) + sd * norm.pdf(u) - mu
+        step = g / np.maximum(norm.cdf(u), 1e-300)
+        x = x - step
+        if np.all(np.abs(g) <= 1e-12 * np.maximum(mu, 1e-12)):
+            break
+    m[live] = x
+    m[(sigma > 0) & (mean <= 0)] = -np.inf
+    return m

@@ -86,3 +86,23 @@ def test_bad_arguments(sc) -> None:  # type: ignore[no-untyped-def]
         forecast(sc, sc.n_steps - 5, 10, "perfect")
     with pytest.raises(ScenarioError, match="skill"):
         forecast(sc, 0, 10, "day_ahead", np.random.default_rng(0), skill=-1.0)
+
+
+def test_day_ahead_load_forecast_is_unbiased_where_clipping_matters(sc) -> None:  # type: ignore[no-untyped-def]
+    """Where the load is below its error's σ, plain clipping at 0 would forecast too much load on average; the
+    shifted centre keeps the expectation at the realisation (pooled over those steps, within 4 standard errors)."""
+    from scipy.stats import norm
+
+    st = calibrate(sc)
+    t0, steps = 100 * sc.steps_per_day, sc.steps_per_day
+    real = sc.load_kw[t0 : t0 + steps]
+    sigma = np.broadcast_to(st.load_sigma_kw, real.shape)
+    low = (real > 0) & (real < sigma)
+    assert low.sum() > 50
+    rng = np.random.default_rng(7)
+    err = np.array([forecast(sc, t0, steps, "day_ahead", rng, st)[0] - real for _ in range(400)])
+    pooled = err[:, low].mean(axis=1)  # one pooled mean per draw: independent across draws
+    assert abs(pooled.mean()) <= 4 * pooled.std() / np.sqrt(len(pooled))
+    # plain clipping's bias at those steps, E[max(L + σZ, 0)] − L > 0: large against that tolerance
+    naive = real * norm.cdf(real / sigma) + sigma * norm.pdf(real / sigma) - real
+    assert naive[low].mean() > 10 * pooled.std() / np.sqrt(len(pooled))
