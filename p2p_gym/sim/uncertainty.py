@@ -35,7 +35,10 @@ and the optimisation core's joint market give that optimum).
 2. *Offers.* Each agent offers shares of its devices' headroom after its energy plan — up: x_max − committed,
    down: committed − x_min less the PV curtailment (curtailing forecast PV is not firm: the PV may not come) —
    at one capacity price (currency per kW and hour) within [0, ``reserve_price_cap``]. An action entry ≤ 0
-   offers nothing. The headroom is firm: accepted reserve is always deliverable.
+   offers nothing. An agent whose plan curtails PV offers no up reserve (more injection would first release
+   that curtailment). With EV sessions known the headroom is firm: accepted reserve is always deliverable. With
+   EV arrival errors, deferring (or resuming) the charge of a car that is not there delivers nothing; a provider
+   is paid for what it delivers.
 3. *Clearing.* A uniform-price (pay-as-clear) capacity auction per direction: offers in ascending price until the
    requirement is met; the price is the highest accepted offer's. A shortfall (not enough offers) is reported.
    The procurement cost is charged to the agents in proportion to their own error's standard deviation (the
@@ -244,8 +247,12 @@ def decode_offers(act: np.ndarray, flex: Any, committed_kw: np.ndarray, cap: flo
 ]:  # fmt: skip
     """Reserve offers from the last three (decoded, clipped) action entries: up and down capacity as a share
     max(a, 0) of the headroom after the plan, and the price (a + 1)/2 · cap."""
-    up_room = np.maximum(flex.x_max - committed_kw, 0.0)
-    # curtailing forecast PV is not firm (the PV may not come), and it is the last absorber in merit order
+    # Curtailing forecast PV is not firm (the PV may not come): it is the last absorber in merit order, so down
+    # reserve stops before it; and more injection would first release the plan's own curtailment, which may not
+    # be there, so an agent whose plan curtails PV offers no up reserve.
+    firm_absorb = flex.caps["hp_up"] + flex.caps["bat_chg"] + flex.caps["flex_up"]
+    curtails = flex.n0 - committed_kw - firm_absorb > 1e-12
+    up_room = np.where(curtails, 0.0, np.maximum(flex.x_max - committed_kw, 0.0))
     down_room = np.maximum(committed_kw - flex.x_min - flex.caps["pv_down"], 0.0)
     up = np.clip(act[..., -3], 0.0, 1.0) * up_room
     down = np.clip(act[..., -2], 0.0, 1.0) * down_room
