@@ -16,12 +16,14 @@ policy and one agent cannot gain by shading its price; the auctions and games de
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from eval.congestion import markdown_table
 from eval.matrix import EvalConfig, evaluate
+from p2p_gym.errors import P2PGymError
 from p2p_gym.sim import COMMUNITY_RULES, MECHANISMS, MarketConfig
 
 COLUMNS = (
@@ -131,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    rows, _ = compare(a.scenario, tuple(a.policies.split(",")), a.days, a.seeds, a.exploit_agents, a.workers,
-                      a.dispatch, tuple(a.mechanisms.split(",")))  # fmt: skip
+    try:
+        rows, _ = compare(a.scenario, tuple(a.policies.split(",")), a.days, a.seeds, a.exploit_agents, a.workers,
+                          a.dispatch, tuple(a.mechanisms.split(",")))  # fmt: skip
+    except P2PGymError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(markdown_table(rows, COLUMNS))
     png = plot(rows, Path(a.out) / "eval_mechanisms.png")
     print(f"\nwrote {png} ({time.perf_counter() - t0:.0f} s)")

@@ -62,7 +62,7 @@ import scipy.sparse as sp
 from p2p_gym.errors import OptimError
 from p2p_gym.optim.centralized import DEFAULT_ALPHA
 from p2p_gym.optim.problem import Edges, InfeasibleError, P2PProblem
-from p2p_gym.optim.reserve import empirical_reserve, gaussian_reserve
+from p2p_gym.optim.reserve import _delta, empirical_reserve, gaussian_reserve
 
 __all__ = [
     "DELTA_POLICIES",
@@ -91,16 +91,6 @@ def _array(name: str, value: Any, shape: tuple[int, ...], *, allow_inf: bool = F
         raise OptimError(f"{name}: all entries must be {'non-NaN' if allow_inf else 'finite'}")
     arr.setflags(write=False)
     return arr
-
-
-def _delta(delta: Any) -> float:
-    try:
-        d = float(delta)
-    except (TypeError, ValueError):
-        raise OptimError(f"delta: must be a probability in (0, 1), got {delta!r}") from None
-    if not 0.0 < d < 1.0:
-        raise OptimError(f"delta: must be a probability in (0, 1), got {delta!r}")
-    return d
 
 
 def _z(delta: np.ndarray | float) -> np.ndarray:

@@ -183,7 +183,6 @@ def clear_book(
     ``shapley`` samples 500 permutations beyond 15 traders from a generator seeded by the scenario step
     ``step_t``, so a step is reproducible; ``stackelberg`` takes ``leader_objective`` from ``kw``)."""
     if mechanism not in GAMES:
-        kw = {k: v for k, v in kw.items() if k != "leader_objective"}
         return market.clear(book, mechanism, **kw)
     from p2p_gym import games
 

@@ -45,3 +45,11 @@ def test_run_summary_reports_imbalance_and_reserve() -> None:
     assert s["imbalance_kwh"] > 0 and s["reserve_cost_total"] > 0  # zi-c asks a random capacity price
     assert s["residual_imbalance_kwh"] <= s["imbalance_kwh"] + 1e-9
     assert "reserve capacity cost" in format_table(res)
+
+
+def test_mechanisms_cli_error_is_one_line(capsys) -> None:  # type: ignore[no-untyped-def]
+    from eval import mechanisms
+
+    assert mechanisms.main(["--mechanisms", "oracle", "--days", "1", "--seeds", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: mechanisms:")
