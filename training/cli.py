@@ -1,4 +1,4 @@
-"""``p2p-gym train``: train bidding / peer-selection policies with stable-baselines3 or Ray RLlib.
+"""``p2p-gym train``: train bidding / peer-selection policies with stable-baselines3, Ray RLlib or BenchMARL.
 
 Examples::
 
@@ -7,6 +7,8 @@ Examples::
     p2p-gym train --scenario tiny --mechanism bilateral --peer-selection --peer-k 1 --setting independent
     p2p-gym train --scenario tiny --grid-policy fee --fee-per-kwh-km 0.1     # any market option
     p2p-gym train --lib rllib --scenario tiny --setting shared --timesteps 20000
+    p2p-gym train --lib rllib --algo mappo --scenario tiny --timesteps 20000    # shared centralised critic
+    p2p-gym train --lib benchmarl --algo mappo --scenario tiny --timesteps 20000
     p2p-gym train --config runs/ppo-single-tiny-uniform-s0/config.yaml   # repeat a run exactly
 
 The market options (``--scenario``, ``--mechanism``, ``--grid``, ``--peer-selection``, ``--episode-steps``,
@@ -130,12 +132,7 @@ def main(args: argparse.Namespace) -> int:
         "p2p-gym train: "
         + ", ".join(f"{f.name}={getattr(targs, f.name)!r}" for f in dataclasses.fields(targs))
     )
-    if targs.lib == "rllib":
-        from training.rllib import train as train_rllib
+    from training.evaluate import lib_module
 
-        train_rllib(targs)
-    else:
-        from training.sb3 import train
-
-        train(targs)
+    lib_module(targs.lib).train(targs)
     return 0

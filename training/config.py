@@ -24,9 +24,16 @@ import yaml
 from p2p_gym.errors import P2PGymError
 from p2p_gym.sim import MarketConfig
 
-ALGOS = ("ppo", "a2c", "sac", "td3")
+#: Algorithms per library: stable-baselines3 (single-agent algorithms, shared or per-agent), Ray RLlib (PPO, and
+#: MAPPO: PPO with a centralised critic over the global state) and BenchMARL/TorchRL (the CTDE algorithms).
+LIB_ALGOS: dict[str, tuple[str, ...]] = {
+    "sb3": ("ppo", "a2c", "sac", "td3"),
+    "rllib": ("ppo", "mappo"),
+    "benchmarl": ("mappo", "ippo", "maddpg", "masac"),
+}
+ALGOS = tuple(dict.fromkeys(a for algos in LIB_ALGOS.values() for a in algos))
 SETTINGS = ("shared", "independent", "single")
-LIBS = ("sb3", "rllib")
+LIBS = tuple(LIB_ALGOS)
 
 #: Default hyperparameters per algorithm (stable-baselines3 keyword arguments; ``net_arch`` goes to
 #: ``policy_kwargs``). Rewards are small money amounts per step (≈ 0.01–1 EUR), so learning rates are the
@@ -89,6 +96,47 @@ RLLIB_PPO_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: BenchMARL defaults per algorithm: learning rate, discount, MLP sizes and the collection/optimisation schedule of
+#: BenchMARL's ``ExperimentConfig`` (on-policy: frames per batch, minibatch size and passes; off-policy: frames per
+#: batch, replay size, batch size and optimizer steps per batch). Overridden by ``hyperparams`` / ``--hp``.
+_BENCHMARL_ON_POLICY: dict[str, Any] = {
+    "lr": 3e-4,
+    "gamma": 0.99,
+    "lmbda": 0.95,
+    "clip_epsilon": 0.2,
+    "entropy_coef": 0.0,
+    "frames_per_batch": 1920,
+    "minibatch_size": 384,
+    "n_minibatch_iters": 10,
+    "net_arch": [64, 64],
+}
+_BENCHMARL_OFF_POLICY: dict[str, Any] = {
+    "lr": 3e-4,
+    "gamma": 0.99,
+    "frames_per_batch": 480,
+    "memory_size": 100_000,
+    "train_batch_size": 256,
+    "n_optimizer_steps": 50,
+    "polyak_tau": 0.005,
+    "net_arch": [64, 64],
+}
+BENCHMARL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mappo": dict(_BENCHMARL_ON_POLICY),
+    "ippo": dict(_BENCHMARL_ON_POLICY),
+    "maddpg": dict(_BENCHMARL_OFF_POLICY),
+    "masac": dict(_BENCHMARL_OFF_POLICY),
+}
+
+
+def default_hyperparams(lib: str, algo: str) -> dict[str, Any]:
+    """The default hyperparameters of ``algo`` in ``lib``."""
+    if lib == "rllib":
+        return dict(RLLIB_PPO_DEFAULTS)
+    if lib == "benchmarl":
+        return dict(BENCHMARL_DEFAULTS[algo])
+    return dict(DEFAULT_HYPERPARAMS[algo])
+
+
 class TrainConfigError(P2PGymError, ValueError):
     """Invalid training arguments (names the field, the value and what is allowed)."""
 
@@ -104,9 +152,11 @@ class TrainArgs:
     """
 
     algo: str = "ppo"
-    """Algorithm: ppo, a2c, sac or td3 (stable-baselines3); with ``lib: rllib`` only ppo."""
+    """Algorithm: ppo, a2c, sac or td3 (``lib: sb3``); ppo or mappo (``lib: rllib``); mappo, ippo, maddpg or
+    masac (``lib: benchmarl``)."""
     lib: str = "sb3"
-    """Library: ``sb3`` (stable-baselines3) or ``rllib`` (Ray RLlib, extra ``ray``)."""
+    """Library: ``sb3`` (stable-baselines3), ``rllib`` (Ray RLlib, extra ``ray``) or ``benchmarl`` (BenchMARL on
+    TorchRL, extra ``marl``)."""
     setting: str = "shared"
     """shared (one policy, parameter sharing over all agents), independent (one policy per agent, trained
     together) or single (one learner among fixed rule-based agents)."""
@@ -165,14 +215,18 @@ class TrainArgs:
         _choice("algo", self.algo, ALGOS)
         _choice("lib", self.lib, LIBS)
         _choice("setting", self.setting, SETTINGS)
-        if self.lib == "rllib" and self.algo != "ppo":
-            raise TrainConfigError(f"algo: lib 'rllib' supports only 'ppo', got {self.algo!r}")
-        if self.lib == "rllib" and self.setting == "single":
-            raise TrainConfigError("setting: lib 'rllib' supports 'shared' and 'independent', got 'single'")
-        if self.lib == "rllib" and (self.normalize_obs or self.normalize_reward):
+        if self.algo not in LIB_ALGOS[self.lib]:
             raise TrainConfigError(
-                "normalize_obs, normalize_reward: stable-baselines3 (VecNormalize) only; with lib 'rllib' both must be "
-                "false"
+                f"algo: lib {self.lib!r} supports {list(LIB_ALGOS[self.lib])}, got {self.algo!r}"
+            )
+        if self.lib != "sb3" and self.setting == "single":
+            raise TrainConfigError(
+                f"setting: lib {self.lib!r} supports 'shared' and 'independent', got 'single'"
+            )
+        if self.lib != "sb3" and (self.normalize_obs or self.normalize_reward):
+            raise TrainConfigError(
+                f"normalize_obs, normalize_reward: stable-baselines3 (VecNormalize) only; with lib {self.lib!r} both "
+                "must be false"
             )
         for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "torch_threads"):
             if int(getattr(self, name)) < 1:
@@ -180,7 +234,7 @@ class TrainArgs:
         for name in ("eval_freq", "checkpoint_freq"):
             if int(getattr(self, name)) < 0:
                 raise TrainConfigError(f"{name}: must be ≥ 0, got {getattr(self, name)!r}")
-        defaults = RLLIB_PPO_DEFAULTS if self.lib == "rllib" else DEFAULT_HYPERPARAMS[self.algo]
+        defaults = default_hyperparams(self.lib, self.algo)
         unknown = set(self.hyperparams) - set(defaults) - _EXTRA_HP.get(self.lib, set())
         if unknown:
             raise TrainConfigError(
@@ -189,12 +243,12 @@ class TrainArgs:
 
     @property
     def run_name(self) -> str:
-        """``<algo>-<setting>-<scenario>-<mechanism>[-peers][-rllib]-s<seed>``."""
+        """``<algo>-<setting>-<scenario>-<mechanism>[-peers][-<lib>]-s<seed>`` (no lib part for sb3)."""
         parts = [self.algo, self.setting, self.scenario, self.mechanism]
         if self.peer_selection:
             parts.append("peers")
-        if self.lib == "rllib":
-            parts.append("rllib")
+        if self.lib != "sb3":
+            parts.append(self.lib)
         return "-".join([*parts, f"s{self.seed}"])
 
     @property
@@ -205,7 +259,7 @@ class TrainArgs:
     @property
     def resolved_hyperparams(self) -> dict[str, Any]:
         """The algorithm's defaults with ``hyperparams`` merged over them."""
-        defaults = RLLIB_PPO_DEFAULTS if self.lib == "rllib" else DEFAULT_HYPERPARAMS[self.algo]
+        defaults = default_hyperparams(self.lib, self.algo)
         return {**defaults, **self.hyperparams}
 
     @property
@@ -307,6 +361,7 @@ _EXTRA_HP: dict[str, set[str]] = {
         "log_std_init",
     },
     "rllib": {"entropy_coeff", "vf_loss_coeff", "kl_coeff", "grad_clip", "vf_clip_param", "use_kl_loss"},
+    "benchmarl": {"critic_coef", "max_grad_norm", "share_param_critic", "activation", "exploration_eps"},
 }
 
 

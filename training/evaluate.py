@@ -35,16 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def lib_module(lib: str) -> Any:
+    """The training module of ``lib`` (``training.sb3``, ``training.rllib`` or ``training.benchmarl``): each has
+    ``train(args) -> run directory`` and ``load_policies(run, args) -> {agent: obs -> action}``."""
+    import importlib
+
+    return importlib.import_module(f"training.{lib}")
+
+
 def load_run(run: Path) -> tuple[TrainArgs, dict[str, Any]]:
     """The arguments of a run and its trained policy per learned agent slot."""
     args = TrainArgs.from_yaml(run / "config.yaml")
-    if args.lib == "rllib":
-        from training.rllib import load_policies as load_rllib
-
-        return args, load_rllib(run, args)
-    from training.sb3 import load_policies
-
-    return args, load_policies(run, args)
+    return args, lib_module(args.lib).load_policies(run, args)
 
 
 def evaluate(
