@@ -67,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--eval-freq", type=int, default=s, help="evaluate every N steps (default: 10000)")
     parser.add_argument("--eval-episodes", type=int, default=s, help="episodes per evaluation (default: 3)")
+    parser.add_argument("--eval-seed", type=int, default=s, help="seed of the evaluation episodes")
+    parser.add_argument(
+        "--eval-market", type=_key_value, action="append", default=s, metavar="KEY=VALUE",
+        help="market option for the evaluation only (repeatable), e.g. day_split=test",
+    )  # fmt: skip
     parser.add_argument("--checkpoint-freq", type=int, default=s, help="checkpoint every N steps (0: none)")
     parser.add_argument("--progress", action=bool_flag, default=s, help="progress bar (default: on)")
     parser.add_argument("--device", default=s, help="torch device (default: cpu)")
@@ -93,6 +98,8 @@ def args_from_namespace(ns: argparse.Namespace) -> TrainArgs:
     saved = dict(data)
     if "hp" in given:
         data["hyperparams"] = {**data.get("hyperparams", {}), **dict(given.pop("hp"))}
+    if "eval_market" in given:
+        data["eval_market"] = {**data.get("eval_market", {}), **dict(given.pop("eval_market"))}
     market: dict[str, Any] = dict(data.get("market") or {})
     if "env_kw" in given:
         market.update(_env_kw(given.pop("env_kw"), raw))

@@ -192,6 +192,12 @@ class TrainArgs:
     """Episodes per evaluation."""
     eval_baselines: list[str] = field(default_factory=lambda: ["zi-c", "truthful"])
     """Rule-based policies played in the learner's slots for comparison."""
+    eval_seed: int | None = None
+    """Seed of the evaluation episodes (episode ``e`` plays seed ``eval_seed + e``; default ``seed + 1_000_000``).
+    Runs of different seeds with the same ``eval_seed`` are evaluated on the same days."""
+    eval_market: dict[str, Any] = field(default_factory=dict)
+    """Market options changed for the evaluation only, e.g. ``{day_split: test, compute_optimum: episode}``
+    (held-out days, and the community's gains measured against the episode's no-trade reference)."""
     checkpoint_freq: int = 50_000
     """Save a checkpoint every this many training steps (0: none)."""
     progress: bool = True
@@ -234,6 +240,12 @@ class TrainArgs:
         for name in ("eval_freq", "checkpoint_freq"):
             if int(getattr(self, name)) < 0:
                 raise TrainConfigError(f"{name}: must be ≥ 0, got {getattr(self, name)!r}")
+        if not isinstance(self.eval_market, Mapping):
+            raise TrainConfigError(
+                f"eval_market: expected a mapping of market options, got {self.eval_market!r}"
+            )
+        self.eval_market = dict(self.eval_market)
+        self.market.replace(**self.eval_market)  # EnvConfigError names a bad option
         defaults = default_hyperparams(self.lib, self.algo)
         unknown = set(self.hyperparams) - set(defaults) - _EXTRA_HP.get(self.lib, set())
         if unknown:

@@ -55,6 +55,11 @@ class PlayResult:
     episode_reward: dict[str, float]  # agent id -> mean over episodes of the summed reward (currency)
     episode_reward_std: dict[str, float]  # agent id -> standard deviation over episodes
     market: dict[str, float]  # KPI name -> mean over all steps of the numeric entries of infos["market"]
+    #: per episode, the community's gains from trade (currency): Σ_t welfare − the episode's reference welfare (no
+    #: trade, idle devices) with ``compute_optimum="episode"``, else Σ_t (welfare − welfare without trade)
+    gains: tuple[float, ...] = ()
+    #: per episode, the optimum's gains over the same reference (nan unless ``compute_optimum="episode"``)
+    optimum_gains: tuple[float, ...] = ()
 
     def mean_over(self, agent_ids: list[str]) -> float:
         """Mean episode reward over ``agent_ids``."""
@@ -92,21 +97,36 @@ def play(
     kpi_sum: dict[str, float] = {}
     kpi_n: dict[str, int] = {}
 
-    def add_kpis(env: Any, infos: Mapping[str, Any], rewards: Mapping[str, float]) -> None:
-        for key, value in (infos[agent_ids[0]].get("market") or {}).items():
+    def add_kpis(env: Any, infos: Mapping[str, Any], rewards: Mapping[str, float]) -> tuple[float, ...]:
+        market = infos[agent_ids[0]].get("market") or {}
+        for key, value in market.items():
             if isinstance(value, (int, float, np.number)) and math.isfinite(float(value)):
                 kpi_sum[key] = kpi_sum.get(key, 0.0) + float(value)
                 kpi_n[key] = kpi_n.get(key, 0) + 1
+        keys = ("welfare", "welfare_no_trade", "episode_reference_welfare", "episode_welfare_optimum")
+        return tuple(math.nan if market.get(k) is None else float(market[k]) for k in keys)
 
     try:
         played = rollout.play(env, pol, _EnvRng(env), episodes=episodes, seed=seed, on_step=add_kpis)
     finally:
         env.close()
     totals = np.asarray([ep.returns for ep in played], dtype=np.float64).reshape(episodes, len(agent_ids))
+    gains, best = [], []
+    for ep in played:
+        rec = np.asarray(ep.records, dtype=np.float64).reshape(-1, 4)
+        reference, optimum = rec[-1, 2], rec[-1, 3]
+        if math.isfinite(reference):
+            gains.append(float(rec[:, 0].sum() - reference))
+            best.append(float(optimum - reference))
+        else:
+            gains.append(float((rec[:, 0] - rec[:, 1]).sum()))
+            best.append(math.nan)
     return PlayResult(
         episode_reward={a: float(totals[:, i].mean()) for i, a in enumerate(agent_ids)},
         episode_reward_std={a: float(totals[:, i].std()) for i, a in enumerate(agent_ids)},
         market={k: kpi_sum[k] / kpi_n[k] for k in kpi_sum},
+        gains=tuple(gains),
+        optimum_gains=tuple(best),
     )
 
 

@@ -125,14 +125,18 @@ class Evaluator:
 
     ``single``: the learner's slot, others play ``args.others``; ``shared``/``independent``: all slots are
     learned, so a baseline is the whole population playing that rule. Episodes are seeded from
-    ``args.seed + 1_000_000`` so every evaluation plays the same days; baselines are computed once.
+    ``args.eval_seed`` (default ``args.seed + 1_000_000``) so every evaluation plays the same days, in the market
+    ``args.market`` with ``args.eval_market`` applied; baselines are computed once. Columns: ``timesteps``,
+    ``learner`` (mean episode reward of the learned slots), ``gains`` (the community's mean gains from trade per
+    episode with the learned policies, :attr:`~training.policies.PlayResult.gains`) and one per baseline.
     """
 
     def __init__(self, args: TrainArgs, learned_slots: list[str], path: Path) -> None:
         self.args = args
         self.slots = learned_slots
         self.path = path
-        self.seed = args.seed + 1_000_000
+        self.seed = args.seed + 1_000_000 if args.eval_seed is None else int(args.eval_seed)
+        self.market = args.market.replace(**args.eval_market)
         self._baselines: dict[str, PlayResult] | None = None
         self.rows: list[dict[str, float]] = []
         self.last: PlayResult | None = None
@@ -142,7 +146,7 @@ class Evaluator:
         if self._baselines is None:
             self._baselines = {
                 name: play(
-                    self.args.market,
+                    self.market,
                     mixed_factory(dict.fromkeys(self.slots), self.args.others, fill_learned_slots=name),
                     self.args.eval_episodes,
                     self.seed,
@@ -154,10 +158,11 @@ class Evaluator:
     def evaluate(self, learned: Mapping[str, Any], timesteps: int) -> dict[str, float]:
         """Play the learned policies; append and return the row (timesteps, learner, one column per baseline)."""
         result = play(
-            self.args.market, mixed_factory(learned, self.args.others), self.args.eval_episodes, self.seed
+            self.market, mixed_factory(learned, self.args.others), self.args.eval_episodes, self.seed
         )
         self.last = result
         row: dict[str, float] = {"timesteps": float(timesteps), "learner": result.mean_over(self.slots)}
+        row["gains"] = float(np.mean(result.gains))
         for name, base in self.baselines().items():
             row[name] = base.mean_over(self.slots)
         new = not self.path.exists()

@@ -95,3 +95,23 @@ def test_play_equals_a_hand_written_loop(cfg: dict, rule: str) -> None:
     assert play(MarketConfig.from_dict(cfg), mixed_factory({}, rule), 2, seed=4).episode_reward == rewards
     # another seed plays other days / draws
     assert play(cfg, mixed_factory({}, rule), 2, seed=5).episode_reward != rewards
+
+
+def test_play_gains_against_the_episode_reference_match_the_step_accounting() -> None:
+    """With fixed positions (tiny, batteries removed) the episode's no-trade reference is the sum of the steps'
+    no-trade welfare and the episode optimum is the sum of the step optima (no store couples the steps): the
+    gains ``play`` reports with ``compute_optimum="episode"`` must equal the step-wise sums of a second run with
+    ``compute_optimum="step"``, and truthful bids in the uniform auction realise the optimum."""
+    fixed = {**CFG, "scenario_overrides": {"battery_kwh": [0.0] * 4, "battery_kw": [0.0] * 4}}
+    episode = play({**fixed, "compute_optimum": "episode"}, mixed_factory({}, "zi-c"), 2, seed=3)
+    step = play({**fixed, "compute_optimum": "step"}, mixed_factory({}, "zi-c"), 2, seed=3)
+    steps = CFG["episode_steps"]
+    # play() averages KPIs over steps and episodes: × steps = mean episode sum
+    step_gains = (step.market["welfare"] - step.market["welfare_no_trade"]) * steps
+    step_best = (step.market["welfare_optimum"] - step.market["welfare_no_trade"]) * steps
+    assert np.mean(episode.gains) == pytest.approx(step_gains, rel=1e-9, abs=1e-9)
+    assert np.mean(episode.optimum_gains) == pytest.approx(step_best, rel=1e-6, abs=1e-6)
+    assert np.isnan(step.optimum_gains).all()  # no episode reference without compute_optimum="episode"
+    truthful = play({**fixed, "compute_optimum": "episode"}, mixed_factory({}, "truthful"), 2, seed=3)
+    assert truthful.gains == pytest.approx(truthful.optimum_gains, abs=1e-6)
+    assert all(g <= b + 1e-6 for g, b in zip(episode.gains, episode.optimum_gains, strict=True))
