@@ -1,4 +1,4 @@
-"""Ray RLlib training (extra ``ray``): PPO on the PettingZoo parallel env, shared or per-agent policies.
+"""Ray RLlib training (extra ``ray``): PPO or MAPPO on the PettingZoo parallel env, shared or per-agent policies.
 
 Uses RLlib's new API stack: the env is wrapped in
 :class:`ray.rllib.env.wrappers.pettingzoo_env.ParallelPettingZooEnv`; ``setting: shared`` maps every agent to one
@@ -6,6 +6,10 @@ RLModule ``"shared"``, ``setting: independent`` gives each agent its own RLModul
 A local Ray cluster is started (``ray.init(num_cpus=ray_num_cpus)``) unless ``ray_address`` names an existing
 one (e.g. ``ray://head:10001`` or ``auto``). Sampling runs in the driver (``num_env_runners=0``) on a local
 cluster and in ``ray_num_cpus - 1`` remote env runners on an existing cluster.
+
+``algo: mappo`` is the same PPO with a centralised critic (:mod:`training.rllib_mappo`, Yu et al. 2022): the env
+is wrapped so that each agent observes ``concat(o_i, state)``, the actor reads ``o_i`` only and the critic all of
+it; evaluation and :func:`load_policies` play the actor on ``o_i``.
 
 Run directory: ``config.yaml``, ``progress.csv`` (one row per RLlib iteration), TensorBoard events,
 ``evaluations.csv`` (same baselines as stable-baselines3 runs), ``checkpoint/`` (``Algorithm.save_to_path``)
@@ -22,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from p2p_gym.envs import parallel_env
-from training.config import TrainArgs
+from training.config import TrainArgs, TrainConfigError
 from training.policies import ModelPolicy
 from training.sb3 import EVAL_FILE, Evaluator
 
 ENV_NAME = "p2p_gym_parallel"
+STATE_ENV_NAME = "p2p_gym_parallel_state"  # agents observe concat(o_i, state) (mappo)
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -36,13 +41,23 @@ def _make_env(env_config: dict[str, Any]) -> Any:
     return ParallelPettingZooEnv(parallel_env(**dict(env_config)))
 
 
+def _make_state_env(env_config: dict[str, Any]) -> Any:
+    from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
+
+    from training.rllib_mappo import StateObservationWrapper
+
+    return ParallelPettingZooEnv(StateObservationWrapper(parallel_env(**dict(env_config))))
+
+
 def module_ids(args: TrainArgs, agent_ids: list[str]) -> dict[str, str]:
     """Agent id -> RLModule id (``"shared"`` for every agent, or the agent's own id)."""
     return {a: ("shared" if args.setting == "shared" else a) for a in agent_ids}
 
 
 def build_config(args: TrainArgs) -> Any:
-    """The ``PPOConfig`` of ``args`` (new API stack)."""
+    """The ``PPOConfig`` of ``args`` (new API stack); ``algo: mappo`` delegates to :func:`build_mappo_config`."""
+    if args.algo == "mappo":
+        return build_mappo_config(args)
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
@@ -66,6 +81,50 @@ def build_config(args: TrainArgs) -> Any:
         .training(**hp)
         .debugging(seed=args.seed)
     )
+
+
+def build_mappo_config(args: TrainArgs) -> Any:
+    """The ``PPOConfig`` of MAPPO: the state-augmented env and one :class:`~training.rllib_mappo.MAPPOTorchRLModule`
+    per RLModule id (its ``obs_dim`` is the observation length of the agents it serves, which must agree)."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+
+    from training.rllib_mappo import module_spec
+
+    env = parallel_env(config=args.market)
+    mapping = module_ids(args, list(env.possible_agents))
+    hp = dict(args.resolved_hyperparams)
+    hidden = list(hp.pop("net_arch"))
+    dims: dict[str, set[int]] = {}
+    for agent, module in mapping.items():
+        dims.setdefault(module, set()).add(int(env.observation_space(agent).shape[0]))
+    for d in dims.values():
+        if len(d) > 1:
+            raise TrainConfigError(
+                f"setting: 'shared' MAPPO needs one observation length for all agents, got {sorted(d)}; set "
+                "market.pad_spaces=true or use setting 'independent'"
+            )
+    specs = {m: module_spec(d.pop(), hidden) for m, d in dims.items()}
+    remote = args.ray_address is not None
+    return (
+        PPOConfig()
+        .environment(STATE_ENV_NAME, env_config=args.env_config)
+        .env_runners(num_env_runners=max(0, args.ray_num_cpus - 1) if remote else 0)
+        .multi_agent(policies=set(specs), policy_mapping_fn=lambda aid, *a, **k: mapping[aid])
+        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
+        .training(**hp)
+        .debugging(seed=args.seed)
+    )
+
+
+def module_policy(args: TrainArgs, module: Any) -> Any:
+    """The ``obs -> action`` callable of a trained module on the plain env's observation: :class:`RLModulePolicy`,
+    or for ``algo: mappo`` its actor (:class:`~training.rllib_mappo.MAPPOActorPolicy`)."""
+    if args.algo == "mappo":
+        from training.rllib_mappo import MAPPOActorPolicy
+
+        return MAPPOActorPolicy(module)
+    return RLModulePolicy(module)
 
 
 class RLModulePolicy:
@@ -96,7 +155,7 @@ def _init_ray(args: TrainArgs) -> None:
 
 
 def train(args: TrainArgs) -> Path:
-    """Train RLlib PPO according to ``args``; returns the run directory."""
+    """Train RLlib PPO or MAPPO according to ``args``; returns the run directory."""
     import ray
     import torch
     from ray.tune.registry import register_env
@@ -109,6 +168,7 @@ def train(args: TrainArgs) -> Path:
     (run / EVAL_FILE).unlink(missing_ok=True)
     _init_ray(args)
     register_env(ENV_NAME, _make_env)
+    register_env(STATE_ENV_NAME, _make_state_env)
     t0 = time.perf_counter()
     algo = build_config(args).build_algo()
     agent_ids = list(parallel_env(config=args.market).possible_agents)
@@ -137,7 +197,9 @@ def train(args: TrainArgs) -> Path:
             done = steps >= args.timesteps
             if (args.eval_freq and steps - last_eval >= args.eval_freq) or done:
                 last_eval = steps
-                learned = {a: ModelPolicy(RLModulePolicy(algo.get_module(mapping[a]))) for a in agent_ids}
+                learned = {
+                    a: ModelPolicy(module_policy(args, algo.get_module(mapping[a]))) for a in agent_ids
+                }
                 ev = evaluator.evaluate(learned, steps)
                 for key, value in ev.items():
                     writer.add_scalar(f"eval/{key}", value, steps)
@@ -179,4 +241,4 @@ def load_policies(run: Path, args: TrainArgs) -> dict[str, ModelPolicy]:
     mapping = module_ids(args, agent_ids)
     base = (run / CHECKPOINT_DIR / "learner_group" / "learner" / "rl_module").resolve()
     modules = {m: RLModule.from_checkpoint(str(base / m)) for m in set(mapping.values())}
-    return {a: ModelPolicy(RLModulePolicy(modules[mapping[a]])) for a in agent_ids}
+    return {a: ModelPolicy(module_policy(args, modules[mapping[a]])) for a in agent_ids}
