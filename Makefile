@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Speed benchmarks (benchmarks/, ratios measured side by side); the RL benchmark is `p2p-gym rl-bench`.
+# Speed benchmarks (benchmarks/, ratios measured side by side); the MARL benchmark is `p2p-gym bench`.
 speed: $(STAMP)
 	$(BIN)/python benchmarks/grid_check.py
 	$(BIN)/python benchmarks/clearing.py

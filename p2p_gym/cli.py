@@ -17,12 +17,12 @@ from p2p_gym.errors import P2PGymError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "scenarios": ("p2p_gym.cli", "List the built-in scenarios and summarise one."),
     "run": ("p2p_gym.run", "Simulate a community of rule-based agents and print the market/grid KPIs."),
-    "train": ("training.cli", "Train bidding / peer-selection policies (stable-baselines3 or RLlib)."),
+    "train": ("training.cli", "Train bidding / peer-selection policies (stable-baselines3, RLlib or BenchMARL)."),
     "evaluate-policy": ("training.evaluate", "Play a trained policy in the environment."),
     "eval": ("eval.matrix", "Evaluate policies x mechanisms and write a report."),
-    "rl-bench": (
-        "eval.rl_bench",
-        "Benchmark RL libraries on the named tasks (speed benchmarks: benchmarks/).",
+    "bench": (
+        "eval.bench",
+        "Benchmark MARL libraries and algorithms on the named tasks (speed benchmarks: benchmarks/).",
     ),
 }
 

@@ -60,6 +60,11 @@ class PlayResult:
     gains: tuple[float, ...] = ()
     #: per episode, the optimum's gains over the same reference (nan unless ``compute_optimum="episode"``)
     optimum_gains: tuple[float, ...] = ()
+    #: per episode, Σ_t welfare (currency): policy-dependent; the gains of a run without the episode optimum are this
+    #: minus the reference welfare of the same days measured once with ``compute_optimum="episode"``
+    welfare: tuple[float, ...] = ()
+    #: per episode, the welfare of the day without trade and with idle devices (nan unless ``"episode"``)
+    reference_welfare: tuple[float, ...] = ()
 
     def mean_over(self, agent_ids: list[str]) -> float:
         """Mean episode reward over ``agent_ids``."""
@@ -111,10 +116,12 @@ def play(
     finally:
         env.close()
     totals = np.asarray([ep.returns for ep in played], dtype=np.float64).reshape(episodes, len(agent_ids))
-    gains, best = [], []
+    gains, best, welfare, references = [], [], [], []
     for ep in played:
         rec = np.asarray(ep.records, dtype=np.float64).reshape(-1, 4)
         reference, optimum = rec[-1, 2], rec[-1, 3]
+        welfare.append(float(rec[:, 0].sum()))
+        references.append(float(reference))
         if math.isfinite(reference):
             gains.append(float(rec[:, 0].sum() - reference))
             best.append(float(optimum - reference))
@@ -127,6 +134,8 @@ def play(
         market={k: kpi_sum[k] / kpi_n[k] for k in kpi_sum},
         gains=tuple(gains),
         optimum_gains=tuple(best),
+        welfare=tuple(welfare),
+        reference_welfare=tuple(references),
     )
 
 

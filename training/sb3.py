@@ -128,7 +128,9 @@ class Evaluator:
     ``args.eval_seed`` (default ``args.seed + 1_000_000``) so every evaluation plays the same days, in the market
     ``args.market`` with ``args.eval_market`` applied; baselines are computed once. Columns: ``timesteps``,
     ``learner`` (mean episode reward of the learned slots), ``gains`` (the community's mean gains from trade per
-    episode with the learned policies, :attr:`~training.policies.PlayResult.gains`) and one per baseline.
+    episode with the learned policies, :attr:`~training.policies.PlayResult.gains`), ``welfare`` (the mean Σ_t
+    welfare per episode, :attr:`~training.policies.PlayResult.welfare`), ``eval_seconds`` (wall time
+    spent evaluating so far, to separate training speed from evaluation) and one per baseline.
     """
 
     def __init__(self, args: TrainArgs, learned_slots: list[str], path: Path) -> None:
@@ -140,6 +142,7 @@ class Evaluator:
         self._baselines: dict[str, PlayResult] | None = None
         self.rows: list[dict[str, float]] = []
         self.last: PlayResult | None = None
+        self.seconds = 0.0  # wall time spent in evaluate() so far
 
     def baselines(self) -> dict[str, PlayResult]:
         """Per baseline name, the play result with the learned slots played by that rule (cached)."""
@@ -157,12 +160,16 @@ class Evaluator:
 
     def evaluate(self, learned: Mapping[str, Any], timesteps: int) -> dict[str, float]:
         """Play the learned policies; append and return the row (timesteps, learner, one column per baseline)."""
+        t0 = time.perf_counter()
         result = play(
             self.market, mixed_factory(learned, self.args.others), self.args.eval_episodes, self.seed
         )
+        self.seconds += time.perf_counter() - t0
         self.last = result
         row: dict[str, float] = {"timesteps": float(timesteps), "learner": result.mean_over(self.slots)}
         row["gains"] = float(np.mean(result.gains))
+        row["welfare"] = float(np.mean(result.welfare))
+        row["eval_seconds"] = self.seconds
         for name, base in self.baselines().items():
             row[name] = base.mean_over(self.slots)
         new = not self.path.exists()

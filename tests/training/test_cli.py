@@ -71,7 +71,7 @@ def test_train_every_algo_and_setting(algo: str, setting: str, tmp_path: Path) -
     assert all(csv_rows(p) for p in logs)
     assert list(run.rglob("events.out.tfevents.*")), "TensorBoard events missing"
     evals = csv_rows(run / "evaluations.csv")
-    assert evals and set(evals[0]) == {"timesteps", "learner", "gains", "zi-c", "truthful"}
+    assert evals and set(evals[0]) == {"timesteps", "learner", "gains", "welfare", "eval_seconds", "zi-c", "truthful"}
     assert list(run.rglob("checkpoints/*.zip"))
 
 
@@ -128,4 +128,4 @@ def test_train_a_platform_operator(tmp_path: Path) -> None:
         *market, "--out", str(run))  # fmt: skip
     assert (run / "model.zip").exists()
     evals = csv_rows(run / "evaluations.csv")
-    assert evals and set(evals[0]) == {"timesteps", "learner", "gains", "expected", "persistence"}
+    assert evals and set(evals[0]) == {"timesteps", "learner", "gains", "welfare", "eval_seconds", "expected", "persistence"}

@@ -115,3 +115,15 @@ def test_play_gains_against_the_episode_reference_match_the_step_accounting() ->
     truthful = play({**fixed, "compute_optimum": "episode"}, mixed_factory({}, "truthful"), 2, seed=3)
     assert truthful.gains == pytest.approx(truthful.optimum_gains, abs=1e-6)
     assert all(g <= b + 1e-6 for g, b in zip(episode.gains, episode.optimum_gains, strict=True))
+
+
+def test_play_welfare_minus_the_reference_is_the_gains() -> None:
+    """``welfare`` (policy-dependent) minus ``reference_welfare`` (the day's, measured once) is ``gains``, and the
+    reference of a day does not depend on the policy played: the benchmark scores runs evaluated without the
+    episode optimum against a reference measured once."""
+    cfg = {**CFG, "episode_steps": 96, "dispatch": "committed", "compute_optimum": "episode"}
+    zi = play(cfg, mixed_factory({}, "zi-c"), 2, seed=4)
+    truthful = play(cfg, mixed_factory({}, "truthful"), 2, seed=4)
+    assert np.subtract(zi.welfare, zi.reference_welfare) == pytest.approx(zi.gains)
+    assert zi.reference_welfare == pytest.approx(truthful.reference_welfare)
+    assert zi.welfare != pytest.approx(truthful.welfare)
