@@ -69,6 +69,33 @@ def policy_action(
     raise EnvConfigError(f"policy: must have act(obs, rng), predict(obs) or be callable, got {policy!r}")
 
 
+def all_actions(
+    policies: Mapping[str, Any],
+    obs: Mapping[str, np.ndarray],
+    agents: list[str],
+    rng: np.random.Generator,
+    n_actions: int,
+    obs_index: Mapping[str, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every agent's action, in ``agents`` order. A policy object with ``act_batch(obs float[k, D], rng)`` that plays
+    several agents (a shared trained policy) is asked once for all of them, in one forward pass; the others act one
+    by one, in agent order, so their draws from ``rng`` are those of the unbatched loop (a batched policy must not
+    draw from ``rng``)."""
+    actions: dict[str, np.ndarray] = {}
+    groups: dict[int, list[str]] = {}
+    for a in agents:
+        p = policies.get(a)
+        if p is not None and hasattr(p, "act_batch"):
+            groups.setdefault(id(p), []).append(a)
+        else:
+            actions[a] = policy_action(p, obs[a], rng, n_actions, obs_index)
+    for ids in groups.values():
+        batch = policies[ids[0]].act_batch(np.stack([obs[a] for a in ids]), rng)
+        for a, act in zip(ids, np.asarray(batch, dtype=np.float32), strict=True):
+            actions[a] = act
+    return {a: actions[a] for a in agents}
+
+
 def reset_policies(policies: Mapping[str, Any]) -> None:
     """Call ``reset()`` on every policy that has it (start of an episode)."""
     for p in policies.values():
@@ -135,7 +162,7 @@ def play(
         reset_policies(policies)
         rewards, records = [], []
         while env.agents:
-            actions = {a: policy_action(policies.get(a), obs[a], rng, n_act, obs_index) for a in env.agents}
+            actions = all_actions(policies, obs, env.agents, rng, n_act, obs_index)
             obs, rew, _term, _trunc, infos = env.step(actions)
             observe(policies, infos)
             rewards.append([rew[a] for a in agent_ids])

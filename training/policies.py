@@ -40,6 +40,16 @@ class ModelPolicy:
             return np.asarray(self.model.predict(x, deterministic=self.deterministic)[0], dtype=np.float32)
         return np.asarray(self.model(x), dtype=np.float32)
 
+    def act_batch(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Actions float32[k, A] for k observations float[k, obs_dim] at once (one forward pass of a
+        stable-baselines3 model; a plain callable is called per row). Used when one policy plays many agents."""
+        x = np.asarray(obs, dtype=np.float32)
+        if self.normalizer is not None and getattr(self.normalizer, "norm_obs", False):
+            x = np.asarray(self.normalizer.normalize_obs(x), dtype=np.float32)
+        if hasattr(self.model, "predict"):
+            return np.asarray(self.model.predict(x, deterministic=self.deterministic)[0], dtype=np.float32)
+        return np.stack([np.asarray(self.model(row), dtype=np.float32) for row in x])
+
 
 def rule_policy(name: str, env: P2PMarketEnv, agent_id: str) -> Any:
     """A rule-based policy of :mod:`agents` by name (``zi-c``, ``truthful``, ``zi-c+random-k``, ...)."""

@@ -127,3 +127,30 @@ def test_play_welfare_minus_the_reference_is_the_gains() -> None:
     assert np.subtract(zi.welfare, zi.reference_welfare) == pytest.approx(zi.gains)
     assert zi.reference_welfare == pytest.approx(truthful.reference_welfare)
     assert zi.welfare != pytest.approx(truthful.welfare)
+
+
+def test_a_shared_model_acts_for_all_agents_in_one_batch_with_the_same_actions() -> None:
+    """One ModelPolicy object in every slot is asked once per step for all agents (``act_batch``); the episode
+    must equal the one played with a per-agent callable around the same model, next to ZI-C agents whose draws
+    from the generator must not shift."""
+    from stable_baselines3 import PPO
+
+    from p2p_gym.wrappers import batched_vec_env
+
+    model = PPO("MlpPolicy", batched_vec_env(1, 0, scenario="tiny"), seed=3, policy_kwargs={"net_arch": [8]})
+    calls: list[int] = []
+
+    class Counting(ModelPolicy):
+        def act_batch(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            calls.append(len(obs))
+            return super().act_batch(obs, rng)
+
+    shared = Counting(model)
+    learned = {"prosumer_0": shared, "prosumer_1": shared, "prosumer_3": shared}
+    one_by_one = {a: (lambda o: model.predict(o, deterministic=True)[0]) for a in learned}
+    a = play(CFG, mixed_factory(learned, "zi-c"), 2, seed=8)
+    b = play(CFG, mixed_factory(one_by_one, "zi-c"), 2, seed=8)
+    assert calls and set(calls) == {3}  # one call per step for the three slots
+    # a batched matrix product may differ from the row-by-row one in the last bits of float32
+    assert a.episode_reward == pytest.approx(b.episode_reward, abs=1e-6)
+    assert a.welfare == pytest.approx(b.welfare, abs=1e-6)
