@@ -608,8 +608,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from tqdm.auto import tqdm
 
+    # seed-major order: an interrupted benchmark has the first seeds of every algorithm (it resumes from there)
     specs = [
-        RunSpec(t, lib, algo, s, args.steps) for t in tasks for lib, algo in algos for s in range(args.seeds)
+        RunSpec(t, lib, algo, s, args.steps) for t in tasks for s in range(args.seeds) for lib, algo in algos
     ]
     agents = {t.name: RunSpec(t, "sb3", "ppo", 0, 1).n_agents() for t in tasks}
     records: list[dict[str, Any]] = []
