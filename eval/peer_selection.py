@@ -32,11 +32,16 @@ Cases (``--scenario-case``):
   (35 fixed sets), learner ``prosumer_0``, the largest PV owner, a seller by day that chooses among three
   households without PV (1, 2, 5 at 0.08, 0.01 and 0.16 km) and four other PV owners (sellers at the same hours);
   ``nearest`` picks 2, 3, 1 and ``greenest`` the other PV owners, which compete with it rather than buy from it.
+  On ``small`` at the default budget (3 seeds × 20,000 PPO steps, 10 held-out days per seed, about 11 minutes
+  on one core) the learned scores accept the three households without PV when the learner sells, which is the
+  best of the 35 fixed sets on every seed's days, and close about 90 % of the gap from random-k to that set;
+  ``nearest`` lies between, ``greenest`` (the other PV owners) is the worst set
+  (``docs/figures/peer_selection_results.md``).
 * ``tiny``: the 4-agent ``tiny`` feeder (4 buses in a line, 0.1 km apart), ``k = 2``, learner ``prosumer_0``.
 
 Usage::
 
-    python -m eval.peer_selection                                  # small, 3 seeds x 20000 steps, k = 3
+    python -m eval.peer_selection                       # small, k = 3, 3 seeds x 20000 steps, 10 days per seed
     python -m eval.peer_selection --scenario-case tiny --k 1 --seeds 0 1 --out docs/figures
 """
 
@@ -439,6 +444,7 @@ def study(case: Case, seeds: Sequence[int], timesteps: int, k: int, fee: float, 
         top = sorted(sorted(share, key=lambda m: -share[m])[:k])
         row["learned_top"] = top
         row["learned_top_matches_best"] = top == row["best_set"]
+        row["learned_top_profit"], row["learned_top_rank"] = profits.get(tuple(top)), rank_of(profits, top)
         rows.append(row)
     return {
         "case": case.summary, "scenario": case.scenario, "scenario_overrides": case.overrides, "agent": agent,
@@ -471,6 +477,10 @@ def _set(s: Iterable[int]) -> str:
 
 def _rank(rank: int | None) -> str:
     return "–" if rank is None else str(rank)  # None: the selector accepts fewer than k peers (no k-set)
+
+
+def _profit(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def markdown(result: Mapping[str, Any]) -> str:
@@ -524,7 +534,8 @@ def markdown(result: Mapping[str, Any]) -> str:
     lines.append("")
     for r in rows:
         lines.append(
-            f"seed {r['seed']}: learned accepts most often (selling) {_set(r['learned_top'])}; best set "
+            f"seed {r['seed']}: learned accepts most often (selling) {_set(r['learned_top'])}, as a fixed set "
+            f"{_profit(r['learned_top_profit'])} EUR/day, rank {_rank(r['learned_top_rank'])}; best set "
             f"{_set(r['best_set'])}: {'match' if r['learned_top_matches_best'] else 'no match'}"
         )
     return "\n".join(lines) + "\n"
@@ -588,7 +599,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--agent", default=None, help="the learner's agent id (default: the case's)")
     p.add_argument("--k", type=int, default=None, help="peers accepted per agent (default: the case's)")
     p.add_argument("--fee", type=float, default=0.1, help="network fee per kWh and km (grid_policy=fee)")
-    p.add_argument("--eval-episodes", type=int, default=5, help="held-out days per seed (default: 5)")
+    p.add_argument("--eval-episodes", type=int, default=10, help="held-out days per seed (default: 10)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON, markdown and figure here")
     a = p.parse_args(argv)
     for name in ("timesteps", "eval_episodes"):
