@@ -347,10 +347,9 @@ def execute(
     path = run_dir(out, spec)
     done = path / DONE_FILE
     config = spec.train_args(path, n_agents)
-    if done.exists():
-        record = json.loads(done.read_text())
-        if record.get("config") == config:
-            return record
+    record = finished(spec, out, n_agents)
+    if record is not None:
+        return record
     path.mkdir(parents=True, exist_ok=True)
     (path / "bench_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [sys.executable, "-m", "p2p_gym.cli", "train", "--config", str(path / "bench_config.yaml")]
@@ -374,6 +373,16 @@ def execute(
     if record["status"] == "ok":
         done.write_text(json.dumps(record, indent=1))
     return record
+
+
+def finished(spec: RunSpec, out: Path, n_agents: int) -> dict[str, Any] | None:
+    """The record of a finished run of ``spec`` under ``out`` with the same training config, else ``None``."""
+    path = run_dir(out, spec)
+    done = path / DONE_FILE
+    if not done.exists():
+        return None
+    record = json.loads(done.read_text())
+    return record if record.get("config") == spec.train_args(path, n_agents) else None
 
 
 def _last_line(text: str) -> str:
@@ -564,6 +573,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (default: 1)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run before it is stopped")
     parser.add_argument("--references-only", action="store_true", help="only compute the references")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="tables and figures of the finished runs only (no training)",
+    )
     parser.add_argument("--out", default="reports/bench", help="output directory (default: %(default)s)")
 
 
@@ -614,6 +628,15 @@ def main(args: argparse.Namespace) -> int:
     ]
     agents = {t.name: RunSpec(t, "sb3", "ppo", 0, 1).n_agents() for t in tasks}
     records: list[dict[str, Any]] = []
+    if args.report_only:  # the finished runs only
+        for spec in specs:
+            rec = finished(spec, out, agents[spec.task.name])
+            if rec is not None:
+                records.append(
+                    {**rec, "task": spec.task.name, "algo": f"{spec.lib}:{spec.algo}", "seed": spec.seed}
+                )
+        print(f"[bench] {len(records)} of {len(specs)} runs finished", file=sys.stderr)
+        specs = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool, tqdm(total=len(specs), desc="bench runs") as bar:
         futures = {
             pool.submit(

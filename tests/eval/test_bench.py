@@ -163,3 +163,9 @@ def test_bench_end_to_end_and_resume(tmp_path: Path) -> None:
     before = [p.stat().st_mtime_ns for p in done]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0 and [p.stat().st_mtime_ns for p in done] == before
+    # --report-only reads the same finished runs and trains nothing; a third seed is not there yet
+    report = [*cmd[:-4], "--seeds", "3", "--steps", "200", "--out", str(tmp_path), "--report-only"]
+    proc = subprocess.run(report, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0 and "2 of 3 runs finished" in proc.stderr, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "bench.json").read_text())["rows"] == data["rows"]
+    assert not (tmp_path / "runs" / task / "sb3-ppo-s2").exists()
