@@ -31,7 +31,13 @@ day's welfare minus its welfare without trade; the optimum is the welfare-maximi
 with fixed positions is the episode's optimum; Koutsoupias & Papadimitriou 1999, "Worst-case equilibria", STACS,
 LNCS 1563:404–413; Roughgarden 2005, "Selfish routing and the price of anarchy", MIT Press) and the seller and
 buyer markups ``(quoted − true value) / true value`` of all orders (:func:`eval.strategic.markup_summary`). A
-truthful population realises the optimum (price of anarchy 1, markups 0).
+truthful population realises the optimum (price of anarchy 1, markups 0). A learned population's loss mixes
+strategic quoting with what PPO has not yet learned (e.g. offering only part of its position), so the curve is an
+upper bound of the equilibrium's price of anarchy at the budget, not the equilibrium's.
+
+Reading the exploitability: a learned gain below 0 means the learner did not even recover truthful bidding within
+its budget (a buyer that bids below retail falls behind five truthful buyers and loses its share: a cliff the
+Gaussian policy climbs slowly); as a learned best response it bounds the true exploitability from below only.
 
 PPO settings (:data:`SLOT_HYPERPARAMS`, :data:`POPULATION_HYPERPARAMS`) follow :mod:`eval.flex_learning` and the
 benchmark: normalised observations, one 96-step episode per rollout and environment copy, and a narrow initial
@@ -76,7 +82,7 @@ POINTS = 8
 #: Default training budgets in *market steps* (one step of the whole market; the shared policy learns from all
 #: 8 agents' steps, 8 samples per market step): one learner slot, and the population.
 SLOT_STEPS = 9_600
-POPULATION_STEPS = 24_576
+POPULATION_STEPS = 49_152
 #: Environment copies: of the single learner's env (stepped one after another), and of the batched env of the
 #: shared population (the benchmark's ``SB3_ENVS``).
 SLOT_ENVS = 4
