@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from eval._cli import json_safe
 from p2p_gym import metrics
 from p2p_gym.errors import P2PGymError
 
@@ -658,8 +659,8 @@ def main(args: argparse.Namespace) -> int:
     print(text)
     (out / "bench.md").write_text(text + "\n")
     (out / "bench.json").write_text(
-        json.dumps({"steps": args.steps, "references": refs, "rows": rows, "overall": over,
-                    "runs": [{k: v for k, v in r.items() if k != "config"} for r in records]}, indent=1)
+        json.dumps(json_safe({"steps": args.steps, "references": refs, "rows": rows, "overall": over,
+                    "runs": [{k: v for k, v in r.items() if k != "config"} for r in records]}), indent=1)
     )  # fmt: skip
     plot_curves(records, refs, out)
     return 0

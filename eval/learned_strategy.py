@@ -63,9 +63,11 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
+
+from eval._cli import OneLineParser, json_safe
 
 #: Mechanisms of the exploitability part: two manipulable call markets and two truthful double auctions.
 MECHANISMS: tuple[str, ...] = ("pay_as_bid", "uniform", "mcafee", "vcg")
@@ -470,30 +472,10 @@ def plot_population(population: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-def _json_safe(x: Any) -> Any:
-    """``x`` with non-finite floats as ``None`` (strict JSON) and tuples as lists."""
-    if isinstance(x, Mapping):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 # ------------------------------------------------------------------------------------------------ CLI
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The options of ``python -m eval.learned_strategy`` (validated; bad ones exit 2 with one line)."""
-    p = _Parser(prog="python -m eval.learned_strategy", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m eval.learned_strategy", description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=PARTS, default="all", help="which study (default: all)")
     p.add_argument(
         "--seeds", type=int, default=3, help="training seeds 0..N-1 per configuration (default: 3)"
@@ -574,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(population_table(pop["results"]) + "\n")
         print(f"figure: {plot_population(pop['results'], a.out / FIGURE_FILE)}")
     path = a.out / RESULTS_FILE
-    path.write_text(json.dumps(_json_safe(result), indent=1) + "\n")
+    path.write_text(json.dumps(json_safe(result), indent=1) + "\n")
     print(f"results: {path}")
     return 0
 

@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -64,6 +64,7 @@ import numpy as np
 from agents.base import feature
 from agents.peers import PeerSelector, RandomPeers, WithPeerSelection
 from agents.registry import selector_from_name
+from eval._cli import OneLineParser, json_safe
 from p2p_gym.envs import parallel_env
 from p2p_gym.errors import P2PGymError
 from p2p_gym.grid import path_length_km
@@ -568,29 +569,10 @@ def plot(result: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, (np.integer, np.bool_)):
-        return x.item()
-    return x
-
-
 # ------------------------------------------------------------------------------------------------ CLI
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The options of ``python -m eval.peer_selection`` (validated; bad ones exit 2 with one line)."""
-    p = _Parser(prog="python -m eval.peer_selection", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m eval.peer_selection", description=__doc__.split("\n")[0])
     p.add_argument(
         "--scenario-case", choices=sorted(CASES), default="small", help="the market (default: small)"
     )
@@ -643,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'PASS' if ok else 'FAIL'}: learned peers beat random-k in {wins}/{len(rows)} seeds")
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / RESULTS_FILE).write_text(json.dumps(_json_safe(result), indent=1) + "\n")
+        (a.out / RESULTS_FILE).write_text(json.dumps(json_safe(result), indent=1) + "\n")
         (a.out / TABLE_FILE).write_text(text)
         print(f"results: {a.out / RESULTS_FILE}, {a.out / TABLE_FILE}, {plot(result, a.out / FIGURE_FILE)}")
     return 0 if ok else 1

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from eval import learned_strategy as ls
+from eval._cli import json_safe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,7 +170,7 @@ def test_summary_and_tables() -> None:
     text = ls.population_table(pop)
     assert "| uniform | truthful | 1.000 ± 0.000 |" in text
     assert "| uniform | PPO shared (2 seeds, 10 steps) | inf |" in text
-    assert json.loads(json.dumps(ls._json_safe({"x": (math.inf, np.float64(1.5), np.int64(2))}))) == {
+    assert json.loads(json.dumps(json_safe({"x": (math.inf, np.float64(1.5), np.int64(2))}))) == {
         "x": [None, 1.5, 2]
     }
 
