@@ -598,6 +598,8 @@ def _parse(args: argparse.Namespace) -> tuple[list[BenchTask], list[tuple[str, s
     for name in ("seeds", "steps", "jobs"):
         if getattr(args, name) < 1:
             raise BenchError(f"--{name}: must be ≥ 1, got {getattr(args, name)}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise BenchError(f"--timeout: must be > 0 seconds, got {args.timeout}")
     return [TASKS[n] for n in names], [tuple(a.split(":")) for a in algos]  # type: ignore[misc]
 
 

@@ -240,6 +240,10 @@ class TrainArgs:
         for name in ("eval_freq", "checkpoint_freq"):
             if int(getattr(self, name)) < 0:
                 raise TrainConfigError(f"{name}: must be ≥ 0, got {getattr(self, name)!r}")
+        if self.eval_seed is not None and (
+            isinstance(self.eval_seed, bool) or not isinstance(self.eval_seed, int) or self.eval_seed < 0
+        ):
+            raise TrainConfigError(f"eval_seed: must be an integer ≥ 0 or null, got {self.eval_seed!r}")
         if not isinstance(self.eval_market, Mapping):
             raise TrainConfigError(
                 f"eval_market: expected a mapping of market options, got {self.eval_market!r}"

@@ -130,6 +130,8 @@ def test_cli_lists_and_rejects_bad_options(capsys: pytest.CaptureFixture[str], t
     assert "--tasks: unknown task(s) ['nope']" in capsys.readouterr().err
     assert bench.main(parser.parse_args(["--algos", "sb3:qmix", *out])) == 2
     assert bench.main(parser.parse_args(["--seeds", "0", *out])) == 2
+    assert bench.main(parser.parse_args(["--timeout", "nan", *out])) == 2
+    assert "--timeout: must be > 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -28,6 +28,10 @@ SMALL_HP = {
 FAST = {("ppo", "shared"), ("ppo", "single"), ("a2c", "single")}
 
 
+#: Columns of evaluations.csv besides one per baseline (written by training.sb3.Evaluator).
+EVAL_COLUMNS = {"timesteps", "learner", "gains", "welfare", "eval_seconds"}
+
+
 def cli(*argv: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run ``python -m p2p_gym.cli ARGV`` and fail with its output when it fails."""
     proc = subprocess.run(
@@ -71,15 +75,7 @@ def test_train_every_algo_and_setting(algo: str, setting: str, tmp_path: Path) -
     assert all(csv_rows(p) for p in logs)
     assert list(run.rglob("events.out.tfevents.*")), "TensorBoard events missing"
     evals = csv_rows(run / "evaluations.csv")
-    assert evals and set(evals[0]) == {
-        "timesteps",
-        "learner",
-        "gains",
-        "welfare",
-        "eval_seconds",
-        "zi-c",
-        "truthful",
-    }
+    assert evals and set(evals[0]) == {*EVAL_COLUMNS, "zi-c", "truthful"}
     assert list(run.rglob("checkpoints/*.zip"))
 
 
@@ -140,12 +136,4 @@ def test_train_a_platform_operator(tmp_path: Path) -> None:
         *market, "--out", str(run))  # fmt: skip
     assert (run / "model.zip").exists()
     evals = csv_rows(run / "evaluations.csv")
-    assert evals and set(evals[0]) == {
-        "timesteps",
-        "learner",
-        "gains",
-        "welfare",
-        "eval_seconds",
-        "expected",
-        "persistence",
-    }
+    assert evals and set(evals[0]) == {*EVAL_COLUMNS, "expected", "persistence"}

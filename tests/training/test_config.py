@@ -260,3 +260,10 @@ def test_shared_setting_steps_one_vector_env_for_every_mechanism() -> None:
         agents = plain[0].possible_agents
         ref_rew = [e.step({a: act[k * 4 + i] for i, a in enumerate(agents)})[1] for k, e in enumerate(plain)]
         np.testing.assert_allclose(rew, [r[a] for r in ref_rew for a in agents], atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "x", True])
+def test_eval_seed_must_be_a_nonnegative_integer(bad: object) -> None:
+    with pytest.raises(TrainConfigError, match="eval_seed"):
+        TrainArgs(eval_seed=bad)  # type: ignore[arg-type]
+    assert TrainArgs(eval_seed=7).eval_seed == 7
