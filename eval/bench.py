@@ -467,6 +467,52 @@ def overall(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> list[dict[str, 
     return sorted(out, key=lambda r: -r["iqm"])
 
 
+def load_included(path: str | Path, steps: int) -> dict[str, Any]:
+    """A previous ``bench.json`` (another session's or machine's benchmark) to report together with this one; its
+    runs must have the same training budget ``steps``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise BenchError(f"--include: cannot read {path} as a bench.json ({err})") from None
+    if not isinstance(data, dict) or not {"steps", "references", "runs"} <= data.keys():
+        raise BenchError(f"--include: {path} is not a bench.json (needs 'steps', 'references' and 'runs')")
+    if data["steps"] != steps:
+        raise BenchError(
+            f"--include: {path} trained {data['steps']} market steps per run, this bench --steps {steps}"
+        )
+    return data
+
+
+def merge(
+    records: list[dict[str, Any]], refs: dict[str, Any], included: Mapping[str, Any], source: str = "include"
+) -> None:
+    """Add an included ``bench.json``'s references and runs to ``records`` and ``refs`` (in place). A run of the
+    same (task, lib:algo, seed) here wins. References of a task in both must agree (same optimum, random and
+    rules' gains to 1e-9 relative), else the runs were scored on different instances and a
+    :class:`BenchError` says so."""
+    for task, ref in included["references"].items():
+        if task not in refs:
+            refs[task] = ref
+            continue
+        mine = refs[task]
+        a = [mine["optimum"], mine["random"], *(mine["rules"][n]["gains"] for n in sorted(mine["rules"]))]
+        b = [
+            ref["optimum"],
+            ref["random"],
+            *(ref["rules"].get(n, {}).get("gains", math.nan) for n in sorted(mine["rules"])),
+        ]
+        if not np.allclose(a, b, rtol=1e-9, atol=1e-9):
+            raise BenchError(
+                f"--include: {source} scored {task} against other references (optimum {ref['optimum']:.6g} vs "
+                f"{mine['optimum']:.6g}); rerun one of them"
+            )
+    have = {(r["task"], r["algo"], r["seed"]) for r in records}
+    for run in included["runs"]:
+        if (run["task"], run["algo"], run["seed"]) not in have:
+            records.append(dict(run))
+
+
 # ------------------------------------------------------------------------------------------------ reporting
 def format_references(refs: Mapping[str, Mapping[str, Any]]) -> str:
     """Markdown: R per reference and the optimum per task, with each rule's normalised score."""
@@ -579,6 +625,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="tables and figures of the finished runs only (no training)",
     )
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="BENCH_JSON",
+        help="report the runs of a previous bench.json (same --steps) together with these (repeatable)",
+    )
     parser.add_argument("--out", default="reports/bench", help="output directory (default: %(default)s)")
 
 
@@ -612,12 +665,19 @@ def main(args: argparse.Namespace) -> int:
         return 0
     try:
         tasks, algos = _parse(args)
+        included = [(p, load_included(p, args.steps)) for p in getattr(args, "include", [])]
     except BenchError as err:
         print(f"p2p-gym bench: error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     refs = {t.name: load_references(t, out) for t in tasks}
+    try:  # the included references first: a mismatch stops before any training
+        for path, data in included:
+            merge([], refs, data, source=str(path))
+    except BenchError as err:
+        print(f"p2p-gym bench: error: {err}", file=sys.stderr)
+        return 2
     text = format_references(refs)
     if args.references_only:
         print(text)
@@ -655,6 +715,8 @@ def main(args: argparse.Namespace) -> int:
             bar.update(1)
             if rec["status"] != "ok":
                 tqdm.write(f"[bench] {spec.task.name} {spec.name}: {rec['status']}", file=sys.stderr)
+    for _, data in included:  # references checked above
+        merge(records, refs, data)
     rows = aggregate(records, refs)
     over = overall(rows)
     text += "\n\n" + format_results(rows, over)

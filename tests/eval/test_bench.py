@@ -171,3 +171,37 @@ def test_bench_end_to_end_and_resume(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "2 of 3 runs finished" in proc.stderr, proc.stderr[-2000:]
     assert json.loads((tmp_path / "bench.json").read_text())["rows"] == data["rows"]
     assert not (tmp_path / "runs" / task / "sb3-ppo-s2").exists()
+
+
+def test_merge_adds_the_included_runs_and_references_and_keeps_its_own() -> None:
+    """A previous bench.json's task 'u' is added; its run of (t, sb3:ppo, seed 0) loses to this one's; the merged
+    records aggregate as if they had been run together (one seed of 'u' at (0 + 10)/20 = 0.5)."""
+    mine = [{**_record("t", "sb3:ppo", 9.0), "seed": 0}]
+    refs = {"t": dict(REFS["t"])}
+    included = {
+        "steps": 1000,
+        "references": {"t": REFS["t"], "u": REFS["u"]},
+        "runs": [{**_record("t", "sb3:ppo", 1.0), "seed": 0}, {**_record("u", "sb3:ppo", 0.0), "seed": 0}],
+    }
+    bench.merge(mine, refs, included)
+    assert set(refs) == {"t", "u"} and len(mine) == 2
+    rows = {r["task"]: r for r in bench.aggregate(mine, refs)}
+    assert rows["t"]["scores"] == pytest.approx([0.9]) and rows["u"]["scores"] == pytest.approx([0.5])
+    other = {**included, "references": {"t": {**REFS["t"], "optimum": 12.0}}}
+    with pytest.raises(bench.BenchError, match="scored t against other references"):
+        bench.merge([], refs, other, source="old.json")
+
+
+def test_cli_rejects_an_unusable_include(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    old = tmp_path / "old.json"
+    args = ["--tasks", "strategic-pab-v1", "--steps", "500", "--out", str(tmp_path), "--include", str(old)]
+    assert bench.main(parser.parse_args(args)) == 2
+    assert "--include: cannot read" in capsys.readouterr().err
+    old.write_text(json.dumps({"steps": 20000, "references": {}, "runs": []}))
+    assert bench.main(parser.parse_args(args)) == 2
+    assert "trained 20000 market steps per run, this bench --steps 500" in capsys.readouterr().err
+    old.write_text(json.dumps({"rows": []}))
+    assert bench.main(parser.parse_args(args)) == 2
+    assert "is not a bench.json" in capsys.readouterr().err
