@@ -412,6 +412,67 @@ def read_curve(path: Path, spec: RunSpec, n_agents: int, reference_welfare: floa
     ]
 
 
+# ------------------------------------------------------------------------------------------- order books
+def order_book(market: Any, policies: Any, episodes: int = 8, seed: int = 0) -> dict[str, float]:
+    """What a population's orders look like: over ``episodes`` episodes of ``market`` (a
+    :class:`~p2p_gym.sim.MarketConfig`) played by ``policies`` (a factory ``(env, agent) -> policy``, a rule name or
+    a dict), per market step: the kWh offered to buy and to sell, the volume-weighted bid and ask prices, the share of
+    steps with orders on both sides, of steps whose book crosses (highest bid ≥ lowest ask) and of steps with trade,
+    and the kWh traded. A population that stops trading either withdraws quantity (``sell_kwh`` → 0) or prices
+    itself out (both sides present, ``crossing`` → 0)."""
+    from p2p_gym.envs import parallel_env
+    from p2p_gym.rollout import play as rollout_play
+    from training.policies import rule_policy
+
+    env = parallel_env(config=market)
+    if isinstance(policies, str):
+        name = policies
+        policies = {a: rule_policy(name, env, a) for a in env.possible_agents}
+    elif callable(policies):
+        policies = {a: policies(env, a) for a in env.possible_agents}
+
+    def record(env: Any, infos: Any, rewards: Any) -> tuple[float, ...]:
+        out = env.last_step
+        q, buy, price = out.order_kwh[0], out.is_buy[0], out.order_price[0]
+        bids, asks = (q > 0) & buy, (q > 0) & ~buy
+        both = bool(bids.any() and asks.any())
+        cross = both and float(price[bids].max()) >= float(price[asks].min())
+        bid_kwh, ask_kwh = float(q[bids].sum()), float(q[asks].sum())
+        bid_p = float(price[bids] @ q[bids]) / bid_kwh if bid_kwh > 0 else math.nan
+        ask_p = float(price[asks] @ q[asks]) / ask_kwh if ask_kwh > 0 else math.nan
+        traded = float(out.p2p_volume_kwh[0])
+        return bid_kwh, ask_kwh, bid_p, ask_p, float(both), float(cross), float(traded > 1e-9), traded
+
+    rng = np.random.default_rng(seed)
+    eps = rollout_play(env, policies, rng, episodes=episodes, seed=seed, on_step=record)
+    env.close()
+    x = np.array([r for e in eps for r in e.records], dtype=np.float64)
+    keys = (
+        "buy_kwh",
+        "sell_kwh",
+        "bid_price",
+        "ask_price",
+        "both_sides",
+        "crossing",
+        "trading",
+        "traded_kwh",
+    )
+    return {
+        k: float(np.nanmean(x[:, i])) if np.isfinite(x[:, i]).any() else math.nan for i, k in enumerate(keys)
+    }
+
+
+def run_order_book(run: Path, task: BenchTask) -> dict[str, float]:
+    """:func:`order_book` of a finished benchmark run's trained policy on the task's held-out days."""
+    from p2p_gym.sim import MarketConfig
+    from training.evaluate import load_run
+    from training.policies import mixed_factory
+
+    args, learned = load_run(run)
+    market = MarketConfig.from_dict({**task.market, **EVAL_MARKET})
+    return order_book(market, mixed_factory(learned, args.others), task.eval_episodes, task.eval_seed)
+
+
 # ----------------------------------------------------------------------------------------------- aggregation
 def aggregate(
     records: Sequence[Mapping[str, Any]], refs: Mapping[str, Mapping[str, Any]], seed: int = 0

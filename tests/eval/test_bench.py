@@ -205,3 +205,21 @@ def test_cli_rejects_an_unusable_include(capsys: pytest.CaptureFixture[str], tmp
     old.write_text(json.dumps({"rows": []}))
     assert bench.main(parser.parse_args(args)) == 2
     assert "is not a bench.json" in capsys.readouterr().err
+
+
+def test_order_book_of_truthful_and_of_withheld_orders() -> None:
+    """Uniform double auction on the held-out days of strategic-uniform-v1. Truthful: buyers bid retail and sellers
+    ask feed-in, so every two-sided book crosses and the market trades exactly in the crossing steps. Orders of
+    zero quantity (quantity entry −1): no book, no trade."""
+    task = bench.TASKS["strategic-uniform-v1"]
+    market = task.config().replace(day_split="test")
+    truthful = bench.order_book(market, "truthful", episodes=2, seed=task.eval_seed)
+    assert truthful["sell_kwh"] > 0 and truthful["buy_kwh"] > 0
+    assert truthful["bid_price"] > truthful["ask_price"]
+    assert truthful["crossing"] == pytest.approx(truthful["both_sides"]) and truthful["crossing"] > 0
+    assert truthful["trading"] == pytest.approx(truthful["crossing"])
+    withheld = bench.order_book(
+        market, lambda env, a: lambda obs: np.array([0.0, -1.0, 0.0], np.float32), episodes=2, seed=0
+    )
+    assert withheld["sell_kwh"] == 0 and withheld["buy_kwh"] == 0
+    assert withheld["both_sides"] == 0 and withheld["trading"] == 0 and withheld["traded_kwh"] == 0

@@ -61,3 +61,53 @@ def test_rllib_env_config_is_the_plain_market_dict() -> None:
     assert dict(cfg.env_config) == market.to_dict()
     env = _make_env(cfg.env_config)
     assert env.par_env.config == market
+
+
+def test_rllib_trains_on_an_existing_ray_cluster_by_address(tmp_path: Path) -> None:
+    """``--ray-address`` connects to a running cluster (``ray start --head``) instead of starting one, and runs
+    its env runner there (``ray-num-cpus`` 2: one remote env runner); the cluster outlives the run."""
+    import shutil
+    import socket
+    import tempfile
+
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.exists():
+        pytest.skip("no `ray` command next to the interpreter")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    head = [str(ray_cli), "start", "--head", "--port", str(port), "--num-cpus", "2", "--temp-dir", temp]
+    head += ["--include-dashboard=false", "--disable-usage-stats"]
+    started = subprocess.run(head, capture_output=True, text=True, timeout=180, check=False)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        run = tmp_path / "run"
+        cmd = [sys.executable, "-m", "p2p_gym.cli", "train", "--lib", "rllib", "--scenario", "tiny"]
+        cmd += ["--episode-steps", "16", "--timesteps", "128", "--eval-episodes", "1", "--no-progress"]
+        cmd += [
+            "--hp",
+            "train_batch_size_per_learner=64",
+            "--hp",
+            "minibatch_size=32",
+            "--hp",
+            "num_epochs=1",
+        ]
+        cmd += ["--ray-address", f"127.0.0.1:{port}", "--ray-num-cpus", "2", "--out", str(run)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        assert "Connecting to existing Ray cluster" in log, log[-3000:]
+        with (run / "evaluations.csv").open() as f:
+            assert list(csv.DictReader(f))
+        status = subprocess.run(
+            [str(ray_cli), "status", "--address", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr  # the run did not shut the cluster down
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, check=False)
+        shutil.rmtree(temp, ignore_errors=True)
