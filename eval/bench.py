@@ -474,12 +474,29 @@ def run_order_book(run: Path, task: BenchTask) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------------- aggregation
+def iqm_curve(
+    runs: Sequence[Mapping[str, Any]], ref: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The learning curve of finished runs of one task and algorithm: mean market steps, mean training wall seconds
+    (evaluation excluded, spread in proportion to steps), the IQM over seeds of the normalised score, and the
+    scores float[seeds, points], over the evaluation points all runs have."""
+    n = min(len(r["curve"]) for r in runs)
+    y = np.array([[normalised(p["gains"], ref) for p in r["curve"][:n]] for r in runs])
+    steps = np.array([[p["steps"] for p in r["curve"][:n]] for r in runs]).mean(axis=0)
+    wall = np.array([
+        [(r["wall_seconds"] - r["curve"][-1]["eval_seconds"]) * p["steps"] / r["curve"][-1]["steps"]
+         for p in r["curve"][:n]] for r in runs
+    ]).mean(axis=0)  # fmt: skip
+    return steps, wall, np.array([metrics.iqm(y[:, k]) for k in range(n)]), y
+
+
 def aggregate(
     records: Sequence[Mapping[str, Any]], refs: Mapping[str, Mapping[str, Any]], seed: int = 0
 ) -> list[dict[str, Any]]:
     """One row per (task, lib:algo): IQM of the final normalised score over seeds with a 95 % stratified bootstrap
     interval, whether it beats the best rule (interval above the rule's normalised score), mean wall time and
-    market steps per second of training (evaluation time excluded)."""
+    market steps per second of training (evaluation time excluded), and ``seconds_to_zic``: the training wall time
+    of the first evaluation at which the IQM learning curve reaches ZI-C's score (inf: never; nan: no ZI-C)."""
     rng = np.random.default_rng(seed)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for rec in records:
@@ -506,6 +523,12 @@ def aggregate(
         steps = [r["curve"][-1]["steps"] for r in ok]
         row["wall_seconds"] = float(np.mean(walls)) if walls else math.nan
         row["steps_per_second"] = float(np.mean(np.divide(steps, train_s))) if ok else math.nan
+        # wall-clock speed of learning: the first evaluation at which the IQM curve reaches ZI-C's score
+        row["seconds_to_zic"] = math.nan
+        if ok and "zi-c" in ref["rules"]:
+            _, wall, curve, _ = iqm_curve(ok, ref)
+            reached = np.flatnonzero(curve >= normalised(ref["rules"]["zi-c"]["gains"], ref))
+            row["seconds_to_zic"] = float(wall[reached[0]]) if reached.size else math.inf
         rows.append(row)
     return rows
 
@@ -596,19 +619,25 @@ def _fmt(x: float, digits: int = 2) -> str:
     return "–" if not math.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _seconds(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "–"
+    return "never" if math.isinf(x) else f"{x:.0f}"
+
+
 def format_results(rows: Sequence[Mapping[str, Any]], over: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: per task and algorithm, then over tasks."""
     lines = [
         "| task | lib:algo | seeds | IQM normalised [95 % CI] | best rule (norm.) | beats it | wall s/run | "
-        "steps/s |",
-        "|---|---|---:|---|---|:-:|---:|---:|",
+        "steps/s | s to ZI-C |",
+        "|---|---|---:|---|---|:-:|---:|---:|---:|",
     ]
     for r in sorted(rows, key=lambda r: (r["task"], -(r["iqm"] if math.isfinite(r["iqm"]) else -1e9))):
         seeds = f"{r['seeds']}" + (f" (+{r['failed']} failed)" if r["failed"] else "")
         lines.append(
             f"| {r['task']} | {r['algo']} | {seeds} | {_fmt(r['iqm'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
             f"{r['best_rule']} ({_fmt(r['best_rule_norm'])}) | {'yes' if r['beats_best_rule'] else 'no'} | "
-            f"{_fmt(r['wall_seconds'], 0)} | {_fmt(r['steps_per_second'], 0)} |"
+            f"{_fmt(r['wall_seconds'], 0)} | {_fmt(r['steps_per_second'], 0)} | {_seconds(r.get('seconds_to_zic'))} |"
         )
     if over:
         lines += ["", "| lib:algo | tasks | seeds | IQM normalised [95 % CI] | training wall s (all runs) |",
@@ -639,14 +668,7 @@ def plot_curves(
             runs = [r for r in records if r["task"] == task and r["algo"] == algo and r["status"] == "ok"]
             if not runs:
                 continue
-            n = min(len(r["curve"]) for r in runs)
-            y = np.array([[normalised(p["gains"], ref) for p in r["curve"][:n]] for r in runs])
-            steps = np.array([[p["steps"] for p in r["curve"][:n]] for r in runs]).mean(axis=0)
-            wall = np.array([
-                [(r["wall_seconds"] - r["curve"][-1]["eval_seconds"]) * p["steps"] / r["curve"][-1]["steps"]
-                 for p in r["curve"][:n]] for r in runs
-            ]).mean(axis=0)  # fmt: skip
-            iqm = np.array([metrics.iqm(y[:, k]) for k in range(n)])
+            steps, wall, iqm, y = iqm_curve(runs, ref)
             for ax, x in zip(axes, (steps, wall), strict=True):
                 (line,) = ax.plot(x, iqm, marker="o", ms=3, label=f"{algo} ({len(runs)} seeds)")
                 ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=line.get_color(), alpha=0.12)

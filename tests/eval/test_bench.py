@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,21 @@ def test_aggregate_by_hand() -> None:
     # a rule at 0.7 sits inside the interval: not beaten
     refs = {"t": {**REFS["t"], "rules": {"flex": {"gains": 7.0}}}}
     assert not bench.aggregate(recs, refs)[0]["beats_best_rule"]
+
+
+def test_seconds_to_reach_zic_by_hand() -> None:
+    """Curves at 500 and 1000 steps with 80 s of training (100 s − 20 s of evaluation): 40 s and 80 s. Halfway the
+    four seeds score 0.45, 0.30, 0.35, 0.40 (IQM 0.375), at the end 0.75."""
+    recs = [_record("t", "sb3:ppo", g) for g in (9.0, 6.0, 7.0, 8.0)]
+
+    def seconds(zic_gains: float) -> float:
+        refs = {"t": {**REFS["t"], "rules": {**REFS["t"]["rules"], "zi-c": {"gains": zic_gains}}}}
+        return bench.aggregate(recs, refs)[0]["seconds_to_zic"]
+
+    assert seconds(3.0) == pytest.approx(40.0)  # 0.375 ≥ 0.30 at the first evaluation
+    assert seconds(4.0) == pytest.approx(80.0)  # 0.375 < 0.40 ≤ 0.75
+    assert seconds(9.5) == math.inf
+    assert math.isnan(bench.aggregate(recs, REFS)[0]["seconds_to_zic"])  # no ZI-C reference
 
 
 def test_overall_pools_tasks_as_strata() -> None:
