@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from p2p_gym import metrics
+from p2p_gym.errors import EnvConfigError
 from p2p_gym.sim import COMMUNITY_RULES, MarketConfig
 from p2p_gym.sim.config import GAMES
 
@@ -249,6 +250,7 @@ def exploitability(
     n_deviators: int = 3,
     days: int = 1,
     seed: int = 0,
+    agents: Sequence[str] | None = None,
 ) -> Exploitability:
     """Gain of the best unilateral deviation from ``population`` in the market ``config``.
 
@@ -263,20 +265,29 @@ def exploitability(
         n_deviators: how many agents (evenly spread over the agent list) try each deviation.
         days: episode length.
         seed: seed of every run.
+        agents: the deviators' ids (instead of ``n_deviators`` spread over the agent list), e.g. the sellers.
     """
     from p2p_gym.scenarios import load_scenario
 
     sc = load_scenario(config.scenario, **config.scenario_overrides)
-    agents = list(sc.agent_ids)
+    ids = list(sc.agent_ids)
     names = [s.strip() for s in population.split(",") if s.strip()]
-    spec = {a: names[i % len(names)] for i, a in enumerate(agents)}
+    spec = {a: names[i % len(names)] for i, a in enumerate(ids)}
+    if agents is not None:
+        unknown = [a for a in agents if a not in spec]
+        if unknown or not agents:
+            raise EnvConfigError(
+                f"agents: unknown agent id(s) {unknown} in scenario {config.scenario!r}; choose from {ids}"
+                if unknown
+                else "agents: give at least one deviator"
+            )
+        pick = np.array(sorted({ids.index(a) for a in agents}))
+    else:
+        pick = np.unique(np.linspace(0, len(ids) - 1, max(1, min(n_deviators, len(ids)))).round().astype(int))
     base = rollout(config, spec, days=days, seed=seed, optimum=False)
-    pick = np.unique(
-        np.linspace(0, len(agents) - 1, max(1, min(n_deviators, len(agents)))).round().astype(int)
-    )
     gains: dict[tuple[str, str], float] = {}
     for i in pick:
-        a = agents[int(i)]
+        a = ids[int(i)]
         for dev in deviations:
             if dev == spec[a]:
                 continue

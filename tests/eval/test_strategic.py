@@ -21,6 +21,23 @@ def test_truthful_population_is_exploitable_under_pay_as_bid() -> None:
     assert res.gains[res.best] == pytest.approx(res.exploitability)
 
 
+def test_exploitability_of_named_deviators() -> None:
+    """``agents=`` picks the deviators: the gain is that agent's savings with the deviation minus without, from two
+    plain rollouts."""
+    config = _tiny("pay_as_bid")
+    res = strategic.exploitability(config, "truthful", deviations=("markup:0.3",), agents=["prosumer_1"])
+    assert set(res.gains) == {("prosumer_1", "markup:0.3")}
+    ids = ["prosumer_0", "prosumer_1", "prosumer_2", "prosumer_3"]
+    base = strategic.rollout(config, dict.fromkeys(ids, "truthful"), days=1, seed=0, optimum=False)
+    dev = strategic.rollout(config, {**dict.fromkeys(ids, "truthful"), "prosumer_1": "markup:0.3"}, days=1, seed=0,
+                            optimum=False)  # fmt: skip
+    assert res.gains[("prosumer_1", "markup:0.3")] == pytest.approx(
+        dev.savings[1] - base.savings[1], abs=1e-12
+    )
+    with pytest.raises(ValueError, match=r"agents: unknown agent id\(s\) \['prosumer_9'\]"):
+        strategic.exploitability(config, "truthful", agents=["prosumer_9"])
+
+
 def test_community_rule_is_not_exploitable_by_prices() -> None:
     res = strategic.exploitability(_tiny("sdr"), "truthful", deviations=("markup:0.3",), n_deviators=2)
     assert res.exploitability == pytest.approx(0.0, abs=1e-12)
