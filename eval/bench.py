@@ -166,6 +166,23 @@ TASKS: dict[str, BenchTask] = {
             rules=("truthful+nearest", "truthful+greenest", "truthful+random-k"),
         ),
         BenchTask(
+            "peer-selection-v2",
+            "peer-selection-v1 with each peer's distance and PV peak in the observation (peer_obs)",
+            {
+                "scenario": "default",
+                "mechanism": "bilateral",
+                "grid": "linear",
+                "episode_steps": 96,
+                "peer_selection": True,
+                "peer_obs": True,
+                "peer_k": 3,
+                "grid_policy": "fee",
+                "fee_per_kwh_km": 0.1,
+                "scenario_overrides": {"battery_share": 0.0},
+            },
+            rules=("truthful+nearest", "truthful+greenest", "truthful+random-k"),
+        ),
+        BenchTask(
             "multi-platform-v1",
             "3 LV platforms x 13 prosumers of the SimBench MV/LV system, ADMM negotiation between operators",
             {

@@ -48,7 +48,9 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
     **Observation space** (per agent): ``Box(-10, 10, (11 + 2·forecast_steps [+ 3],))``, float32: the features
     of :data:`~p2p_gym.sim.OBS_FEATURES` (powers in units of the agent's power scale = its largest load, PV,
     battery or generation power), then forecasts of own load and PV for the next ``forecast_steps`` steps, then
-    (with ``book_stats=True``) last step's total offered supply and demand (kWh, per agent mean) and P2P volume.
+    (with ``book_stats=True``) last step's total offered supply and demand (kWh, per agent mean) and P2P volume;
+    the committed-dispatch and reserve features follow, then (with ``peer_obs=True``) each other agent's line-path
+    distance and PV peak, scaled to [0, 1], in peer-score order (``static.obs_index`` names every position).
     ``state()`` concatenates all agents' observations.
 
     **Reward**: ``"money"``: the agent's money for the step (receipts − payments − fees − production cost −
@@ -88,7 +90,7 @@ class P2PMarketEnv(SimEnvBase, ParallelEnv):
         config: a :class:`~p2p_gym.sim.MarketConfig`; keyword options override its fields.
         **options: any field of :class:`~p2p_gym.sim.MarketConfig` (mechanism, grid, peer_selection, peer_k,
             episode_steps, grid_policy, block_threshold_pct, fee_per_kwh_km, grid_penalty, reward, k, preference,
-            preference_per_km, compute_optimum, forecast_steps, book_stats, start_day, initial_soc,
+            preference_per_km, compute_optimum, forecast_steps, book_stats, peer_obs, start_day, initial_soc,
             scenario_overrides; documented there).
 
     Raises:

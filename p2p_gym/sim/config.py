@@ -173,6 +173,11 @@ class MarketConfig:
     )
     forecast_steps: int = _opt(0, "steps of own load/PV forecasts in the observation", lo=0, hi=96 * 7)
     book_stats: bool = _opt(False, "add last step's public book statistics to the observation")
+    peer_obs: bool = _opt(
+        False,
+        "with peer_selection: add, per other agent in peer-score order, its line-path distance (÷ the largest) and "
+        "PV peak (÷ the largest) to the observation, so a shared policy can tell its peers apart",
+    )
     start_day: int | None = _opt(None, "first day of every episode (default: a seeded random day)", lo=0)
     day_split: str = _opt(
         "all",
@@ -298,11 +303,15 @@ class MarketConfig:
                 )
         if not isinstance(self.scenario, str) or not self.scenario:
             raise EnvConfigError(f"scenario: must be a scenario name, got {self.scenario!r}")
-        for name in ("peer_selection", "book_stats", "flex_market", "pad_spaces", "reserve"):
+        for name in ("peer_selection", "book_stats", "flex_market", "pad_spaces", "reserve", "peer_obs"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise EnvConfigError(f"{name}: must be true or false, got {value!r}")
             object.__setattr__(self, name, bool(value))
+        if self.peer_obs and not self.peer_selection:
+            raise EnvConfigError(
+                "peer_obs: describes the peers whose scores the agents choose; needs peer_selection=true"
+            )
         _int(self, "episode_steps", 1, 10**9)
         _int(self, "forecast_steps", 0, 96 * 7)
         if self.peer_k is not None:

@@ -685,5 +685,7 @@ def observations(static: Any, state: Any) -> np.ndarray:
         parts.append(
             np.concatenate([price, (state.last_imbalance_kwh / (scale * sc.dt_hours))[..., None]], axis=-1)
         )
+    if cfg.peer_obs:
+        parts.append(np.broadcast_to(static.peer_features, (*shape, static.peer_features.shape[-1])))
     out = np.concatenate(parts, axis=-1) if len(parts) > 1 else obs
     return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)

@@ -81,6 +81,9 @@ class SimStatic:
     premium: np.ndarray | None = None
     """float[N, N] product differentiation: what buyer i pays per kWh on top of its bid for seller j's labels
     (``green_premium``, ``local_premium``; bilateral), else None."""
+    peer_features: np.ndarray | None = None
+    """float[N, 2·(N − 1)] (``peer_obs``): per other agent in peer-score order, the line-path distance ÷ the largest
+    such distance, then the PV peak ÷ the largest PV peak; static, appended to every observation."""
     forecast_stats: Any = None
     """:class:`~p2p_gym.scenarios.forecast.ErrorStats` of the scenario's persistence errors (``forecast="day_ahead"``
     or ``reserve=True``), else None."""
@@ -123,6 +126,9 @@ class SimStatic:
             at += len(COMMITTED_FEATURES)
         if cfg.reserve:
             out.update({name: at + i for i, name in enumerate(RESERVE_FEATURES)})
+            at += len(RESERVE_FEATURES)
+        if cfg.peer_obs:  # first entry of each block of N − 1
+            out.update({"peer_distance": at, "peer_pv": at + self.n - 1})
         return out
 
     @property
@@ -224,6 +230,20 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
     n_obs = len(OBS_FEATURES) + 2 * config.forecast_steps + (3 if config.book_stats else 0)
     n_obs += len(COMMITTED_FEATURES) if committed else 0
     n_obs += len(RESERVE_FEATURES) if config.reserve else 0
+    peer_features = None
+    if config.peer_obs:
+        if sc.net is None:
+            raise EnvConfigError(
+                f"peer_obs: scenario {sc.name!r} has no network to measure the peers' distances"
+            )
+        from p2p_gym.grid import path_length_km
+
+        km = distance if distance.any() else path_length_km(sc.net, sc.bus)
+        pv_peak = sc.pv_kw.max(axis=0)
+        d = km / max(float(km.max()), 1e-9)
+        pv = pv_peak / max(float(pv_peak.max()), 1e-9)
+        peer_features = np.concatenate([np.take_along_axis(d, others, axis=1), pv[others]], axis=1)
+        n_obs += 2 * (n - 1)
     forecast_stats = None
     if config.forecast == "day_ahead" or config.reserve:
         from p2p_gym.scenarios.forecast import calibrate
@@ -253,6 +273,7 @@ def build(config: MarketConfig, scenario: Any = None) -> SimStatic:
         preference=preference,
         n_actions=n_actions,
         n_obs=n_obs,
+        peer_features=peer_features,
         n_start_days=n_days,
         start_days=_start_days(config, n_days),
         ev=None if not committed else _ev_table(sc),

@@ -126,6 +126,7 @@ def test_matches_plain_env(mechanism: str, grid: str, grid_policy: str) -> None:
         "block_threshold_pct": 1.0,  # the tiny feeder is lightly loaded: make the rule act
         "fee_per_kwh_km": 0.2,
         "peer_selection": mechanism == "bilateral",
+        "peer_obs": mechanism == "bilateral",
         "compute_optimum": True,
         "start_day": 2,
     }

@@ -420,6 +420,30 @@ def test_state_concatenates_all_observations() -> None:
     np.testing.assert_array_equal(state, np.concatenate([obs[a] for a in env.possible_agents]))
 
 
+def test_peer_observation_is_distance_and_pv_of_each_peer_in_score_order() -> None:
+    """``peer_obs``: per other agent, in the order of the peer scores, the line-path distance ÷ the largest and the
+    PV peak ÷ the largest; distances against pandapower's own shortest paths (``calc_distance_to_bus``)."""
+    import pandapower.topology as top
+
+    sc = cached_scenario("default")
+    env = parallel_env(sc, mechanism="bilateral", peer_selection=True, peer_obs=True, episode_steps=4)
+    obs, _ = env.reset(seed=0)
+    n = len(env.possible_agents)
+    km = np.array([top.calc_distance_to_bus(sc.net, int(b)).reindex(sc.bus).to_numpy() for b in sc.bus])
+    pv = sc.pv_kw.max(axis=0)
+    at = env.static.obs_index
+    assert env.observation_space(env.possible_agents[0]).shape == (11 + 2 * (n - 1),)
+    for i, a in enumerate(env.possible_agents):
+        peers = [j for j in range(n) if j != i]
+        d = obs[a][at["peer_distance"] : at["peer_distance"] + n - 1]
+        np.testing.assert_allclose(d, km[i, peers] / km.max(), atol=1e-6)
+        np.testing.assert_allclose(
+            obs[a][at["peer_pv"] : at["peer_pv"] + n - 1], pv[peers] / pv.max(), atol=1e-6
+        )
+    with pytest.raises(ValueError, match=r"peer_obs: .* needs peer_selection=true"):
+        parallel_env(sc, peer_obs=True)
+
+
 def test_blocked_generation_is_not_produced() -> None:
     """ieee39 under the block rule: a generator produces only what it still sells after the DSO removed trades, so
     blocked sales are neither produced nor exported at the feed-in price (they used to be, 3.97 GWh in this day)."""
