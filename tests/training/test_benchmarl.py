@@ -134,6 +134,7 @@ def test_torchrl_sees_the_market_without_infos() -> None:
         env.close()
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and torchrl: 11 s
 def test_importing_the_module_leaves_torchvision_alone() -> None:
     code = "import sys, training.benchmarl; assert 'torchvision' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -21,7 +21,7 @@ mappo = pytest.importorskip("training.rllib_mappo")
 MAPPOTorchRLModule = mappo.MAPPOTorchRLModule
 StateObservationWrapper = mappo.StateObservationWrapper
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # RLlib's module stack: ~30 s, outside the 8-minute fast suite
 
 MARKET = MarketConfig(scenario="tiny", episode_steps=16, grid_policy="fee")
 
@@ -158,7 +158,6 @@ def test_loaded_policy_plays_the_gaussian_mean_of_the_saved_module(tmp_path: Pat
     assert np.any(np.abs(mean) > 1.0)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("setting", ["shared", "independent"])
 def test_rllib_mappo_train_and_evaluate(setting: str, tmp_path: Path) -> None:
     from ray.rllib.core.rl_module.rl_module import RLModule
