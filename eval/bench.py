@@ -54,6 +54,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -400,7 +401,24 @@ def finished(spec: RunSpec, out: Path, n_agents: int) -> dict[str, Any] | None:
     if not done.exists():
         return None
     record = json.loads(done.read_text())
-    return record if record.get("config") == spec.train_args(path, n_agents) else None
+    return record if _same_config(record.get("config"), spec.train_args(path, n_agents)) else None
+
+
+def _same_config(saved: Any, current: Mapping[str, Any]) -> bool:
+    """Whether a finished run's saved train config is ``current``; the market options compare with their defaults
+    filled in, so a market option added later (with a default) does not invalidate finished runs."""
+    from p2p_gym.sim import MarketConfig
+
+    if not isinstance(saved, Mapping) or saved.keys() != current.keys():
+        return False
+    try:
+        market = MarketConfig.from_dict(saved["market"]).to_dict()
+    except (P2PGymError, TypeError):
+        return False
+    return {**saved, "market": market} == {
+        **current,
+        "market": MarketConfig.from_dict(current["market"]).to_dict(),
+    }
 
 
 def _last_line(text: str) -> str:
@@ -507,6 +525,12 @@ def iqm_curve(
     return steps, wall, np.array([metrics.iqm(y[:, k]) for k in range(n)]), y
 
 
+def _row_rng(seed: int, task: str, algo: str) -> np.random.Generator:
+    """The bootstrap's generator of one table row: seeded by the row's names, so a row's interval does not depend
+    on which other rows the report holds."""
+    return np.random.default_rng([seed, zlib.crc32(f"{task}|{algo}".encode())])
+
+
 def aggregate(
     records: Sequence[Mapping[str, Any]], refs: Mapping[str, Mapping[str, Any]], seed: int = 0
 ) -> list[dict[str, Any]]:
@@ -514,7 +538,6 @@ def aggregate(
     interval, whether it beats the best rule (interval above the rule's normalised score), mean wall time and
     market steps per second of training (evaluation time excluded), and ``seconds_to_zic``: the training wall time
     of the first evaluation at which the IQM learning curve reaches ZI-C's score (inf: never; nan: no ZI-C)."""
-    rng = np.random.default_rng(seed)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for rec in records:
         groups.setdefault((rec["task"], rec["algo"]), []).append(rec)
@@ -528,7 +551,7 @@ def aggregate(
         row["best_rule_norm"] = normalised(ref["rules"][best]["gains"], ref)
         scores = np.array([normalised(r["curve"][-1]["gains"], ref) for r in ok])
         if len(scores) >= 2:
-            point, lo, hi = metrics.bootstrap_ci(scores, rng)
+            point, lo, hi = metrics.bootstrap_ci(scores, _row_rng(seed, task, algo))
         elif len(scores) == 1:
             point, lo, hi = float(scores[0]), math.nan, math.nan
         else:
@@ -553,7 +576,6 @@ def aggregate(
 def overall(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
     """Per ``lib:algo`` over the tasks it ran on every seed of: the IQM of all (seed, task) normalised scores with
     the stratified bootstrap interval (tasks are strata), and the total training wall time."""
-    rng = np.random.default_rng(seed)
     by_algo: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         if r["seeds"] >= 2:
@@ -562,7 +584,7 @@ def overall(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> list[dict[str, 
     for algo, rs in by_algo.items():
         n = min(len(r["scores"]) for r in rs)
         x = np.array([r["scores"][:n] for r in rs]).T  # float[seeds, tasks]
-        point, lo, hi = metrics.bootstrap_ci(x, rng)
+        point, lo, hi = metrics.bootstrap_ci(x, _row_rng(seed, "overall", algo))
         out.append({"algo": algo, "tasks": len(rs), "seeds": n, "iqm": point, "ci_low": lo, "ci_high": hi,
                     "wall_seconds": float(sum(r["wall_seconds"] * r["seeds"] for r in rs))})  # fmt: skip
     return sorted(out, key=lambda r: -r["iqm"])

@@ -239,3 +239,24 @@ def test_order_book_of_truthful_and_of_withheld_orders() -> None:
     )
     assert withheld["sell_kwh"] == 0 and withheld["buy_kwh"] == 0
     assert withheld["both_sides"] == 0 and withheld["trading"] == 0 and withheld["traded_kwh"] == 0
+
+
+def test_a_rows_interval_does_not_depend_on_the_other_rows() -> None:
+    recs = [_record("t", "sb3:ppo", g) for g in (9.0, 6.0, 7.0, 8.0, 2.0)]
+    alone = bench.aggregate(recs, REFS)[0]
+    more = [_record("u", "a:x", g) for g in (1.0, 5.0, 3.0)] + recs
+    (with_u,) = [r for r in bench.aggregate(more, REFS) if r["task"] == "t"]
+    assert (with_u["ci_low"], with_u["ci_high"]) == (alone["ci_low"], alone["ci_high"])
+
+
+def test_a_finished_run_stays_finished_when_a_market_option_is_added(tmp_path: Path) -> None:
+    """A run saved before a market option existed (its config lacks the key) matches the same run now, whose
+    config has the option at its default; a changed option does not."""
+    spec = bench.RunSpec(bench.TASKS["strategic-uniform-v1"], "sb3", "ppo", 0, 100)
+    current = spec.train_args(bench.run_dir(tmp_path, spec), 8)
+    old = {**current, "market": {k: v for k, v in current["market"].items() if k != "peer_obs"}}
+    assert "peer_obs" in current["market"] and bench._same_config(old, current)
+    changed = {**current, "market": {**current["market"], "mechanism": "pay_as_bid"}}
+    assert not bench._same_config(changed, current) and not bench._same_config(
+        {**current, "seed": 1}, current
+    )
