@@ -116,6 +116,11 @@ _FEW_SELLERS = {"n_agents": 8, "pv_penetration": 0.25, "battery_share": 0.0}
 _FLEX = {"scenario": "default", "mechanism": "uniform", "grid": "linear", "dispatch": "committed",
          "terminal_value": "valued", "episode_steps": 96}  # fmt: skip
 
+_PEERS = {"scenario": "default", "mechanism": "bilateral", "grid": "linear", "episode_steps": 96,
+          "peer_selection": True, "peer_k": 3, "grid_policy": "fee", "fee_per_kwh_km": 0.1,
+          "scenario_overrides": {"battery_share": 0.0}}  # fmt: skip
+_PEER_RULES = ("truthful+nearest", "truthful+greenest", "truthful+random-k")
+
 #: The benchmark tasks.
 TASKS: dict[str, BenchTask] = {
     t.name: t
@@ -153,35 +158,14 @@ TASKS: dict[str, BenchTask] = {
         BenchTask(
             "peer-selection-v1",
             "default without batteries, bilateral, accept 3 peers, distance fee 0.10 EUR/kWh/km",
-            {
-                "scenario": "default",
-                "mechanism": "bilateral",
-                "grid": "linear",
-                "episode_steps": 96,
-                "peer_selection": True,
-                "peer_k": 3,
-                "grid_policy": "fee",
-                "fee_per_kwh_km": 0.1,
-                "scenario_overrides": {"battery_share": 0.0},
-            },
-            rules=("truthful+nearest", "truthful+greenest", "truthful+random-k"),
+            _PEERS,
+            rules=_PEER_RULES,
         ),
         BenchTask(
             "peer-selection-v2",
             "peer-selection-v1 with each peer's distance and PV peak in the observation (peer_obs)",
-            {
-                "scenario": "default",
-                "mechanism": "bilateral",
-                "grid": "linear",
-                "episode_steps": 96,
-                "peer_selection": True,
-                "peer_obs": True,
-                "peer_k": 3,
-                "grid_policy": "fee",
-                "fee_per_kwh_km": 0.1,
-                "scenario_overrides": {"battery_share": 0.0},
-            },
-            rules=("truthful+nearest", "truthful+greenest", "truthful+random-k"),
+            {**_PEERS, "peer_obs": True},
+            rules=_PEER_RULES,
         ),
         BenchTask(
             "multi-platform-v1",
