@@ -26,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/p2p-gym scenarios
 	$(BIN)/p2p-gym run --scenario default --mechanism uniform --agents zi-c --days 7 --start-day 172 --grid ac --seed 0 --out out/run
 
-# The suite without the tests marked `slow` (~6 min on 2 cores); CI runs `test-slow` after it (~6 min more).
+# The suite without the tests marked `slow` (~5 min on 2 cores); CI runs `test-slow` after it (~17 min more).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
