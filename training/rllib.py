@@ -149,7 +149,17 @@ def _init_ray(args: TrainArgs) -> None:
     if ray.is_initialized():
         return
     if args.ray_address:
-        ray.init(address=args.ray_address)
+        from ray.exceptions import AuthenticationError
+
+        try:
+            ray.init(address=args.ray_address)
+        except (AuthenticationError, ConnectionError) as exc:
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise TrainConfigError(
+                f"ray_address: cannot connect to the Ray cluster at {args.ray_address!r} ({reason}); a cluster "
+                "started by `ray start` (Ray >= 2.59) requires token authentication: set RAY_AUTH_MODE=token and "
+                "its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) here"
+            ) from None
     else:
         ray.init(num_cpus=args.ray_num_cpus, include_dashboard=False, log_to_driver=False)
 

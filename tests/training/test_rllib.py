@@ -66,6 +66,8 @@ def test_rllib_env_config_is_the_plain_market_dict() -> None:
 def test_rllib_trains_on_an_existing_ray_cluster_by_address(tmp_path: Path) -> None:
     """``--ray-address`` connects to a running cluster (``ray start --head``) instead of starting one, and runs
     its env runner there (``ray-num-cpus`` 2: one remote env runner); the cluster outlives the run."""
+    import os
+    import secrets
     import shutil
     import socket
     import tempfile
@@ -79,7 +81,9 @@ def test_rllib_trains_on_an_existing_ray_cluster_by_address(tmp_path: Path) -> N
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
     head = [str(ray_cli), "start", "--head", "--port", str(port), "--num-cpus", "2", "--temp-dir", temp]
     head += ["--include-dashboard=false", "--disable-usage-stats"]
-    started = subprocess.run(head, capture_output=True, text=True, timeout=180, check=False)
+    # Ray ≥ 2.59 protects clusters started by `ray start` with a token; the head and its clients share it
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    started = subprocess.run(head, capture_output=True, text=True, timeout=180, check=False, env=env)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         run = tmp_path / "run"
@@ -94,7 +98,15 @@ def test_rllib_trains_on_an_existing_ray_cluster_by_address(tmp_path: Path) -> N
             "num_epochs=1",
         ]
         cmd += ["--ray-address", f"127.0.0.1:{port}", "--ray-num-cpus", "2", "--out", str(run)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+        without = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        denied = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=without)
+        assert denied.returncode != 0 and "ray_address: cannot connect" in denied.stderr, denied.stderr[
+            -2000:
+        ]
+        assert "Traceback" not in denied.stderr  # one line
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path, env=env
+        )
         log = proc.stdout + proc.stderr
         assert proc.returncode == 0, log[-3000:]
         assert "Connecting to existing Ray cluster" in log, log[-3000:]
@@ -106,8 +118,11 @@ def test_rllib_trains_on_an_existing_ray_cluster_by_address(tmp_path: Path) -> N
             text=True,
             timeout=60,
             check=False,
+            env=env,
         )
         assert status.returncode == 0, status.stdout + status.stderr  # the run did not shut the cluster down
     finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            [str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, check=False, env=env
+        )
         shutil.rmtree(temp, ignore_errors=True)
