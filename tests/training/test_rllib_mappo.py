@@ -21,7 +21,10 @@ mappo = pytest.importorskip("training.rllib_mappo")
 MAPPOTorchRLModule = mappo.MAPPOTorchRLModule
 StateObservationWrapper = mappo.StateObservationWrapper
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]  # RLlib's module stack: ~30 s, outside the 8-minute fast suite
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.slow,
+]  # RLlib's module stack: ~30 s, outside the 8-minute fast suite
 
 MARKET = MarketConfig(scenario="tiny", episode_steps=16, grid_policy="fee")
 
