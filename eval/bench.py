@@ -399,10 +399,7 @@ def _same_config(saved: Any, current: Mapping[str, Any]) -> bool:
         market = MarketConfig.from_dict(saved["market"]).to_dict()
     except (P2PGymError, TypeError):
         return False
-    return {**saved, "market": market} == {
-        **current,
-        "market": MarketConfig.from_dict(current["market"]).to_dict(),
-    }
+    return {**saved, "market": market} == current  # current["market"] is a MarketConfig.to_dict() already
 
 
 def _last_line(text: str) -> str:
@@ -443,6 +440,8 @@ def order_book(market: Any, policies: Any, episodes: int = 8, seed: int = 0) -> 
     from p2p_gym.rollout import play as rollout_play
     from training.policies import rule_policy
 
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+        raise BenchError(f"episodes: must be an integer ≥ 1, got {episodes!r}")
     env = parallel_env(config=market)
     if isinstance(policies, str):
         name = policies
@@ -584,6 +583,13 @@ def load_included(path: str | Path, steps: int) -> dict[str, Any]:
         raise BenchError(f"--include: cannot read {path} as a bench.json ({err})") from None
     if not isinstance(data, dict) or not {"steps", "references", "runs"} <= data.keys():
         raise BenchError(f"--include: {path} is not a bench.json (needs 'steps', 'references' and 'runs')")
+    keys = {"task", "algo", "seed", "status", "wall_seconds", "curve"}
+    bad = next(
+        (i for i, r in enumerate(data["runs"]) if not isinstance(r, dict) or not keys <= r.keys()), None
+    )
+    if bad is not None or not isinstance(data["references"], dict):
+        where = f"run {bad}" if bad is not None else "'references'"
+        raise BenchError(f"--include: {path}: {where} is not a bench run (needs {sorted(keys)})")
     if data["steps"] != steps:
         raise BenchError(
             f"--include: {path} trained {data['steps']} market steps per run, this bench --steps {steps}"
@@ -591,33 +597,30 @@ def load_included(path: str | Path, steps: int) -> dict[str, Any]:
     return data
 
 
-def merge(
-    records: list[dict[str, Any]], refs: dict[str, Any], included: Mapping[str, Any], source: str = "include"
-) -> None:
-    """Add an included ``bench.json``'s references and runs to ``records`` and ``refs`` (in place). A run of the
-    same (task, lib:algo, seed) here wins. References of a task in both must agree (same optimum, random and
-    rules' gains to 1e-6, relative or in currency, so solver round-off across machines passes), else the runs were
-    scored on different instances and a :class:`BenchError` says so."""
+def merge_references(refs: dict[str, Any], included: Mapping[str, Any], source: str) -> None:
+    """Add an included ``bench.json``'s references to ``refs`` (in place). References of a task in both must agree
+    (same optimum, random and rules' gains to 1e-6, relative or in currency, so solver round-off across machines
+    passes), else the runs were scored on different instances and a :class:`BenchError` says so."""
     for task, ref in included["references"].items():
         if task not in refs:
             refs[task] = ref
             continue
         mine = refs[task]
-        a = [mine["optimum"], mine["random"], *(mine["rules"][n]["gains"] for n in sorted(mine["rules"]))]
-        b = [
-            ref["optimum"],
-            ref["random"],
-            *(ref["rules"].get(n, {}).get("gains", math.nan) for n in sorted(mine["rules"])),
-        ]
+        names = sorted(mine["rules"])
+        a = [mine["optimum"], mine["random"], *(mine["rules"][n]["gains"] for n in names)]
+        b = [ref["optimum"], ref["random"], *(ref["rules"].get(n, {}).get("gains", math.nan) for n in names)]
         if not np.allclose(a, b, rtol=1e-6, atol=1e-6):
             raise BenchError(
                 f"--include: {source} scored {task} against other references (optimum {ref['optimum']:.6g} vs "
                 f"{mine['optimum']:.6g}); rerun one of them"
             )
+
+
+def merge_runs(records: list[dict[str, Any]], included: Mapping[str, Any]) -> None:
+    """Add an included ``bench.json``'s runs to ``records`` (in place); a run of the same (task, lib:algo, seed) here
+    wins."""
     have = {(r["task"], r["algo"], r["seed"]) for r in records}
-    for run in included["runs"]:
-        if (run["task"], run["algo"], run["seed"]) not in have:
-            records.append(dict(run))
+    records.extend(dict(r) for r in included["runs"] if (r["task"], r["algo"], r["seed"]) not in have)
 
 
 # ------------------------------------------------------------------------------------------------ reporting
@@ -780,7 +783,7 @@ def main(args: argparse.Namespace) -> int:
     refs = {t.name: load_references(t, out) for t in tasks}
     try:  # the included references first: a mismatch stops before any training
         for path, data in included:
-            merge([], refs, data, source=str(path))
+            merge_references(refs, data, source=str(path))
     except BenchError as err:
         print(f"p2p-gym bench: error: {err}", file=sys.stderr)
         return 2
@@ -821,8 +824,8 @@ def main(args: argparse.Namespace) -> int:
             bar.update(1)
             if rec["status"] != "ok":
                 tqdm.write(f"[bench] {spec.task.name} {spec.name}: {rec['status']}", file=sys.stderr)
-    for _, data in included:  # references checked above
-        merge(records, refs, data)
+    for _, data in included:
+        merge_runs(records, data)
     rows = aggregate(records, refs)
     over = overall(rows)
     text += "\n\n" + format_results(rows, over)

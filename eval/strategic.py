@@ -274,6 +274,7 @@ def exploitability(
     names = [s.strip() for s in population.split(",") if s.strip()]
     spec = {a: names[i % len(names)] for i, a in enumerate(ids)}
     if agents is not None:
+        agents = [agents] if isinstance(agents, str) else list(agents)
         unknown = [a for a in agents if a not in spec]
         if unknown or not agents:
             raise EnvConfigError(

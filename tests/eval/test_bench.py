@@ -199,13 +199,14 @@ def test_merge_adds_the_included_runs_and_references_and_keeps_its_own() -> None
         "references": {"t": REFS["t"], "u": REFS["u"]},
         "runs": [{**_record("t", "sb3:ppo", 1.0), "seed": 0}, {**_record("u", "sb3:ppo", 0.0), "seed": 0}],
     }
-    bench.merge(mine, refs, included)
+    bench.merge_references(refs, included, "old.json")
+    bench.merge_runs(mine, included)
     assert set(refs) == {"t", "u"} and len(mine) == 2
     rows = {r["task"]: r for r in bench.aggregate(mine, refs)}
     assert rows["t"]["scores"] == pytest.approx([0.9]) and rows["u"]["scores"] == pytest.approx([0.5])
     other = {**included, "references": {"t": {**REFS["t"], "optimum": 12.0}}}
     with pytest.raises(bench.BenchError, match="scored t against other references"):
-        bench.merge([], refs, other, source="old.json")
+        bench.merge_references(refs, other, source="old.json")
 
 
 def test_cli_rejects_an_unusable_include(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -221,6 +222,9 @@ def test_cli_rejects_an_unusable_include(capsys: pytest.CaptureFixture[str], tmp
     old.write_text(json.dumps({"rows": []}))
     assert bench.main(parser.parse_args(args)) == 2
     assert "is not a bench.json" in capsys.readouterr().err
+    old.write_text(json.dumps({"steps": 500, "references": {}, "runs": [{"task": "t"}]}))
+    assert bench.main(parser.parse_args(args)) == 2
+    assert "run 0 is not a bench run" in capsys.readouterr().err
 
 
 def test_order_book_of_truthful_and_of_withheld_orders() -> None:
@@ -239,6 +243,8 @@ def test_order_book_of_truthful_and_of_withheld_orders() -> None:
     )
     assert withheld["sell_kwh"] == 0 and withheld["buy_kwh"] == 0
     assert withheld["both_sides"] == 0 and withheld["trading"] == 0 and withheld["traded_kwh"] == 0
+    with pytest.raises(ValueError, match="episodes: must be an integer ≥ 1, got 0"):
+        bench.order_book(market, "truthful", episodes=0)
 
 
 def test_a_rows_interval_does_not_depend_on_the_other_rows() -> None:
